@@ -1,0 +1,7 @@
+"""cryonet: the PyTorch side (models, training, evaluation, inference) of glacierstack."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
