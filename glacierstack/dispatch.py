@@ -1,0 +1,202 @@
+"""Apply a NumPy kernel to NumPy, Dask or xarray inputs: the one backend adapter.
+
+Kernels in :mod:`glacierstack.kernels` see only padded NumPy arrays and return their valid
+interior (see that package's docstring). :func:`apply_kernel` supplies the padding:
+
+* NumPy input: :func:`numpy.pad` by the window radius with the ``boundary`` rule;
+* Dask input: :func:`dask.array.overlap.overlap` with the same depth and rule, then
+  :func:`dask.array.map_blocks`; each chunk's result is exactly the interior of its padded
+  block, so results are identical across chunk boundaries and equal to the NumPy result;
+* :class:`xarray.DataArray` input: the underlying array goes through one of the above and the
+  result is rebuilt with the input's dims, coords and attrs (plus a leading ``output``
+  dimension for kernels with several outputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+
+Boundary = Literal["nan", "nearest", "reflect"]
+"""Edge rule: ``"nan"`` (missing outside the array, so edge windows give NaN), ``"nearest"``
+(repeat the edge pixel) or ``"reflect"`` (mirror including the edge pixel: ``numpy.pad``
+mode ``"symmetric"``, Dask boundary ``"reflect"``)."""
+
+_NP_PAD: dict[str, dict[str, Any]] = {
+    "nan": {"mode": "constant", "constant_values": np.nan},
+    "nearest": {"mode": "edge"},
+    "reflect": {"mode": "symmetric"},
+}
+_DASK_BOUNDARY: dict[str, Any] = {"nan": np.nan, "nearest": "nearest", "reflect": "reflect"}
+
+
+def _depth2(depth: int | tuple[int, int]) -> tuple[int, int]:
+    dy, dx = (depth, depth) if isinstance(depth, int) else depth
+    if dy < 0 or dx < 0:
+        raise ValueError(f"kernel depth must be >= 0, got {depth!r}")
+    return int(dy), int(dx)
+
+
+def apply_kernel(
+    kernel: Callable[..., np.ndarray],
+    *inputs: np.ndarray | da.Array | xr.DataArray,
+    depth: int | tuple[int, int] = 0,
+    boundary: Boundary = "nan",
+    args: Sequence[Any] = (),
+    outputs: Sequence[str] | None = None,
+    dtype: np.dtype | type = np.float32,
+    name: str | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> np.ndarray | da.Array | xr.DataArray:
+    """Apply a padded-input NumPy kernel to 2-D NumPy, Dask or xarray arrays.
+
+    Parameters
+    ----------
+    kernel
+        ``kernel(*padded_inputs, *args) -> array``; returns the valid interior with shape
+        ``(H, W)`` (one output) or ``(len(outputs), H, W)``.
+    *inputs
+        One or more 2-D arrays of one shape, all NumPy, all Dask, or all DataArrays
+        (DataArrays may wrap either). Dask inputs are rechunked to the first one's chunks.
+    depth
+        Window radius ``r`` or ``(ry, rx)``: the padding on each side (0 for elementwise).
+    boundary
+        Edge rule, see :data:`Boundary`.
+    args
+        Extra positional arguments passed to the kernel after the arrays.
+    outputs
+        Names of the outputs for multi-output kernels (``None`` for a single 2-D output).
+    dtype
+        Output dtype.
+    name
+        Name of the resulting DataArray (DataArray input only).
+    attrs
+        Attributes merged over the first input's attrs (DataArray input only).
+
+    Returns
+    -------
+    numpy.ndarray, dask.array.Array or xarray.DataArray
+        Same kind as the input. DataArray results keep dims/coords/attrs of the first input;
+        multi-output results get a leading ``output`` dimension with coordinate ``outputs``.
+    """
+    if not inputs:
+        raise ValueError(f"apply_kernel({getattr(kernel, '__name__', kernel)}) needs an input")
+    if boundary not in _NP_PAD:
+        raise ValueError(f"boundary must be one of {sorted(_NP_PAD)}, got {boundary!r}")
+    ry, rx = _depth2(depth)
+    args = tuple(args)
+
+    if isinstance(inputs[0], xr.DataArray):
+        if not all(isinstance(a, xr.DataArray) for a in inputs):
+            raise TypeError("apply_kernel: mix of DataArray and non-DataArray inputs")
+        first = inputs[0]
+        for other in inputs[1:]:
+            if other.dims != first.dims or other.shape != first.shape:
+                raise ValueError(
+                    f"apply_kernel({kernel.__name__}): input {other.name!r} has dims/shape "
+                    f"{other.dims}{other.shape}, expected {first.dims}{first.shape} "
+                    f"like {first.name!r}"
+                )
+        data = apply_kernel(
+            kernel,
+            *(a.data for a in inputs),
+            depth=(ry, rx),
+            boundary=boundary,
+            args=args,
+            outputs=outputs,
+            dtype=dtype,
+        )
+        coords = {k: v for k, v in first.coords.items() if set(v.dims) <= set(first.dims)}
+        dims: tuple[str, ...] = first.dims
+        if outputs is not None:
+            dims = ("output", *dims)
+            coords["output"] = list(outputs)
+        return xr.DataArray(
+            data, dims=dims, coords=coords, name=name, attrs={**first.attrs, **(attrs or {})}
+        )
+
+    for a in inputs:
+        if a.ndim != 2:
+            raise ValueError(f"apply_kernel({kernel.__name__}) expects 2-D arrays, got {a.shape}")
+        if a.shape != inputs[0].shape:
+            raise ValueError(
+                f"apply_kernel({kernel.__name__}): shapes differ: {[x.shape for x in inputs]}"
+            )
+
+    if any(isinstance(a, da.Array) for a in inputs):
+        if not all(isinstance(a, da.Array) for a in inputs):
+            raise TypeError("apply_kernel: mix of NumPy and Dask inputs; convert them first")
+        return _apply_dask(kernel, inputs, ry, rx, boundary, args, outputs, np.dtype(dtype))
+
+    padded = [_pad_numpy(np.asarray(a), ry, rx, boundary) for a in inputs]
+    return np.asarray(kernel(*padded, *args), dtype=dtype)
+
+
+def _pad_numpy(a: np.ndarray, ry: int, rx: int, boundary: str) -> np.ndarray:
+    if ry == 0 and rx == 0:
+        return np.ascontiguousarray(a)
+    if boundary == "nan" and not np.issubdtype(a.dtype, np.inexact):
+        a = a.astype(np.float32)
+    return np.pad(a, ((ry, ry), (rx, rx)), **_NP_PAD[boundary])
+
+
+def _apply_dask(
+    kernel: Callable[..., np.ndarray],
+    inputs: Sequence[da.Array],
+    ry: int,
+    rx: int,
+    boundary: str,
+    args: tuple[Any, ...],
+    outputs: Sequence[str] | None,
+    dtype: np.dtype,
+) -> da.Array:
+    first = inputs[0]
+    if ry or rx:
+        # overlap() needs every chunk at least as large as the depth; rechunk up front so
+        # that all inputs share the (possibly enlarged) chunks.
+        chunks = tuple(
+            da.overlap.ensure_minimum_chunksize(max(r, 1), c)
+            for r, c in zip((ry, rx), first.chunks, strict=True)
+        )
+    else:
+        chunks = first.chunks
+    inputs = [a.rechunk(chunks) if a.chunks != chunks else a for a in inputs]
+    if ry or rx:
+        bnd = _DASK_BOUNDARY[boundary]
+        padded = [
+            da.overlap.overlap(
+                a if boundary != "nan" or np.issubdtype(a.dtype, np.inexact) else a.astype("f4"),
+                depth={0: ry, 1: rx},
+                boundary={0: bnd, 1: bnd},
+            )
+            for a in inputs
+        ]
+    else:
+        padded = list(inputs)
+
+    def block(*blocks: np.ndarray) -> np.ndarray:
+        return np.asarray(kernel(*(np.ascontiguousarray(b) for b in blocks), *args), dtype=dtype)
+
+    kname = getattr(kernel, "__name__", type(kernel).__name__)
+    qualname = f"{getattr(kernel, '__module__', '')}.{kname}"
+    token = f"{kname}-{tokenize(qualname, *padded, args, str(dtype), outputs)}"
+    if outputs is None:
+        out_chunks: tuple[tuple[int, ...], ...] = chunks
+        new_axis = None
+    else:
+        out_chunks = ((len(outputs),), *chunks)
+        new_axis = [0]
+    return da.map_blocks(
+        block,
+        *padded,
+        chunks=out_chunks,
+        new_axis=new_axis,
+        dtype=dtype,
+        meta=np.empty((0,) * len(out_chunks), dtype),
+        name=token,
+    )
