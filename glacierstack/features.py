@@ -1,0 +1,638 @@
+"""The 30 CryoNet input layers, computed lazily from a raw modality dataset.
+
+:data:`FEATURES` is the registry: layer name -> function of a :class:`FeatureContext` returning
+a 2-D ``(y, x)`` DataArray. :func:`compute_features` evaluates any subset of the 30 layers of
+:data:`glacierstack.layers.ALL_LAYERS` (in canonical order) and stacks them into the feature
+cube of the internal contract: float32 ``(band, y, x)``, lazy Dask, NaN where inputs are missing.
+
+Windowed layers (slope/aspect, GLCM, InSAR coherence/phase) run Numba kernels from
+:mod:`glacierstack.kernels` through :func:`glacierstack.dispatch.apply_kernel`. The PCA
+is fitted eagerly by :func:`fit_pca` (one pass of Dask reductions over the region's S2
+bands) unless a fit is passed in; everything else stays lazy until written.
+See ``docs/layers.md`` for formulas, parameters and sources.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from pyproj import CRS
+
+from glacierstack.dispatch import Boundary, apply_kernel
+from glacierstack.kernels import (
+    boxcar_coherence,
+    glcm_dissimilarity,
+    horn_slope_aspect,
+    normalized_difference,
+)
+from glacierstack.layers import ALL_LAYERS, S2_BANDS, resolve_layers
+
+__all__ = [
+    "FEATURES",
+    "TASSELED_CAP_S2",
+    "FeatureContext",
+    "GLCMParams",
+    "PCAFit",
+    "compute_features",
+    "fit_pca",
+]
+
+# ---------------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class GLCMParams:
+    """Parameters of the GLCM dissimilarity layer.
+
+    Attributes
+    ----------
+    source
+        Layer the texture is computed on: an S2 band (default ``"B08"``, NIR reflectance) or
+        any other layer name of the registry (e.g. ``"PC1"``).
+    window
+        Odd side of the square moving window, in pixels.
+    levels
+        Number of grey levels after quantisation.
+    value_range
+        ``(vmin, vmax)`` of the equal-width quantisation bins, in the source's units. Values
+        outside are clipped into the end bins. A fixed range (reflectance 0..1 by default)
+        keeps the texture comparable between scenes and regions.
+    offsets
+        ``(dy, dx)`` pixel offsets (rows down, columns right); the layer is the mean of the
+        per-offset dissimilarities. ``((0, 1),)`` is scikit-image's distance 1, angle 0.
+    """
+
+    source: str = "B08"
+    window: int = 7
+    levels: int = 32
+    value_range: tuple[float, float] = (0.0, 1.0)
+    offsets: tuple[tuple[int, int], ...] = ((0, 1),)
+
+    def __post_init__(self) -> None:
+        if self.window < 3 or self.window % 2 != 1:
+            raise ValueError(f"GLCMParams.window must be odd and >= 3, got {self.window}")
+        if not 2 <= self.levels <= 32767:
+            raise ValueError(f"GLCMParams.levels must be in 2..32767, got {self.levels}")
+        vmin, vmax = self.value_range
+        if not (np.isfinite(vmin) and np.isfinite(vmax) and vmax > vmin):
+            raise ValueError(
+                f"GLCMParams.value_range must be finite with vmax > vmin, got {self.value_range}"
+            )
+        offsets = tuple((int(dy), int(dx)) for dy, dx in self.offsets)
+        if not offsets:
+            raise ValueError("GLCMParams.offsets is empty")
+        for dy, dx in offsets:
+            if (dy, dx) == (0, 0) or abs(dy) >= self.window or abs(dx) >= self.window:
+                raise ValueError(
+                    f"GLCMParams offset {(dy, dx)} must be non-zero and shorter than the "
+                    f"window ({self.window})"
+                )
+        object.__setattr__(self, "offsets", offsets)
+        object.__setattr__(self, "value_range", (float(vmin), float(vmax)))
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """Parameters of :func:`compute_features` other than the layer list.
+
+    Attributes
+    ----------
+    glcm
+        GLCM texture parameters.
+    coherence_window
+        ``(rows, cols)`` of the boxcar window for InSAR coherence/phase (odd).
+    edges
+        How windowed layers treat the region's outer edge (see
+        :data:`glacierstack.dispatch.Boundary`): ``"reflect"`` (default) mirrors the image so
+        edge pixels get values from a mirrored window; ``"nan"`` leaves them NaN.
+    flat_aspect
+        Aspect (degrees) given to exactly flat pixels, where aspect is undefined.
+    pca
+        A precomputed :class:`PCAFit`; ``None`` fits one on the region when PCA is needed.
+    """
+
+    glcm: GLCMParams = field(default_factory=GLCMParams)
+    coherence_window: tuple[int, int] = (5, 5)
+    edges: Boundary = "reflect"
+    flat_aspect: float = -1.0
+    pca: PCAFit | None = None
+
+    def __post_init__(self) -> None:
+        wy, wx = (int(v) for v in self.coherence_window)
+        if wy < 1 or wx < 1 or wy % 2 == 0 or wx % 2 == 0:
+            raise ValueError(f"coherence_window must be two odd sizes, got {self.coherence_window}")
+        object.__setattr__(self, "coherence_window", (wy, wx))
+        if self.edges not in ("nan", "nearest", "reflect"):
+            raise ValueError(f"edges must be 'nan', 'nearest' or 'reflect', got {self.edges!r}")
+
+
+# ---------------------------------------------------------------------------------- PCA
+
+
+@dataclass(frozen=True, eq=False)
+class PCAFit:
+    """Principal components of a set of bands.
+
+    Attributes
+    ----------
+    bands
+        Input band names, in the order of the columns of ``components``.
+    mean
+        Per-band mean of the valid pixels, shape ``(n_bands,)``.
+    components
+        Unit eigenvectors of the band covariance as rows, shape ``(n_components, n_bands)``,
+        by decreasing eigenvalue. **Sign convention**: the loading of largest absolute value
+        in each row is positive (the convention of scikit-learn's ``svd_flip`` with
+        ``u_based_decision=False``).
+    explained_variance
+        Eigenvalues (covariance with ``n - 1`` denominator), shape ``(n_components,)``.
+    total_variance
+        Trace of the covariance (sum of all eigenvalues).
+    n_samples
+        Number of valid pixels (all bands finite) used.
+    """
+
+    bands: tuple[str, ...]
+    mean: np.ndarray
+    components: np.ndarray
+    explained_variance: np.ndarray
+    total_variance: float
+    n_samples: int
+
+    def transform(self, stack: xr.DataArray) -> xr.DataArray:
+        """Project a ``(band, y, x)`` stack: ``score_k = sum_b (x_b - mean_b) * components[k, b]``.
+
+        Returns a lazy ``(component, y, x)`` float32 DataArray, NaN where any band is NaN.
+        """
+        scores = []
+        for comp in self.components:
+            total = None
+            for band, m, c in zip(self.bands, self.mean, comp, strict=True):
+                term = (stack.sel(band=band, drop=True).astype(np.float64) - m) * c
+                total = term if total is None else total + term
+            scores.append(total.astype(np.float32))
+        # an explicit per-band sum (not xr.dot/einsum) keeps the input's spatial chunks
+        return xr.concat(scores, dim="component").assign_coords(
+            component=np.arange(1, len(self.components) + 1)
+        )
+
+    def to_attrs(self) -> dict[str, Any]:
+        """JSON-serialisable description (stored in the cube's attrs)."""
+        return {
+            "bands": list(self.bands),
+            "mean": self.mean.tolist(),
+            "components": self.components.tolist(),
+            "explained_variance": self.explained_variance.tolist(),
+            "total_variance": float(self.total_variance),
+            "n_samples": int(self.n_samples),
+        }
+
+
+def _block_moments(block: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Count, mean and centred cross-product matrix of the valid pixels of a (band, y, x) block."""
+    x = block.reshape(block.shape[0], -1).astype(np.float64)
+    x = x[:, np.isfinite(x).all(axis=0)]
+    n = x.shape[1]
+    if n == 0:
+        k = block.shape[0]
+        return 0, np.zeros(k), np.zeros((k, k))
+    mean = x.mean(axis=1)
+    xc = x - mean[:, None]
+    return n, mean, xc @ xc.T
+
+
+def _merge_moments(
+    a: tuple[int, np.ndarray, np.ndarray], b: tuple[int, np.ndarray, np.ndarray]
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Chan et al. (1979) pairwise merge of (count, mean, centred cross-products)."""
+    na, ma, ca = a
+    nb, mb, cb = b
+    if na == 0:
+        return b
+    if nb == 0:
+        return a
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * (nb / n), ca + cb + np.outer(delta, delta) * (na * nb / n)
+
+
+def fit_pca(
+    data: xr.Dataset | xr.DataArray,
+    bands: tuple[str, ...] = S2_BANDS,
+    n_components: int = 3,
+) -> PCAFit:
+    """Fit a PCA of ``bands`` over a whole region with Dask reductions (one pass).
+
+    Each chunk contributes its count, mean and centred cross-product matrix over the pixels
+    where **all** bands are finite; these are merged pairwise (Chan et al. 1979), which is
+    numerically stable and never holds more than one chunk per worker. The covariance
+    (``n - 1`` denominator) is diagonalised with :func:`numpy.linalg.eigh`.
+
+    Parameters
+    ----------
+    data
+        Raw modality dataset with the band variables, or a ``(band, y, x)`` DataArray.
+    bands
+        Band names to use.
+    n_components
+        Number of components kept.
+
+    Returns
+    -------
+    PCAFit
+        The fit; see its sign convention.
+
+    Raises
+    ------
+    ValueError
+        If a band is missing or fewer than ``len(bands) + 1`` pixels are valid in all bands.
+    """
+    stack = _stack_bands(data, bands)
+    arr = stack.data
+    if isinstance(arr, da.Array):
+        arr = arr.rechunk({0: -1})
+        parts = [dask.delayed(_block_moments)(blk) for blk in arr.to_delayed().ravel()]
+        moments = dask.compute(*parts)
+    else:
+        moments = (_block_moments(np.asarray(arr)),)
+    total = (0, np.zeros(len(bands)), np.zeros((len(bands), len(bands))))
+    for m in moments:
+        total = _merge_moments(total, m)
+    n, mean, m2 = total
+    if n <= len(bands):
+        raise ValueError(
+            f"PCA of {list(bands)}: only {n} pixels are valid in all bands "
+            f"(need more than {len(bands)}); is the scene covered by nodata?"
+        )
+    cov = m2 / (n - 1)
+    evals, evecs = np.linalg.eigh(cov)
+    order = np.argsort(evals)[::-1][:n_components]
+    comps = evecs[:, order].T.copy()
+    signs = np.sign(comps[np.arange(len(comps)), np.argmax(np.abs(comps), axis=1)])
+    comps *= signs[:, None]
+    return PCAFit(
+        bands=tuple(bands),
+        mean=mean,
+        components=comps,
+        explained_variance=evals[order],
+        total_variance=float(np.trace(cov)),
+        n_samples=int(n),
+    )
+
+
+def _stack_bands(data: xr.Dataset | xr.DataArray, bands: tuple[str, ...]) -> xr.DataArray:
+    if isinstance(data, xr.DataArray):
+        missing = [b for b in bands if b not in data.coords["band"].values]
+        if missing:
+            raise ValueError(f"band stack lacks bands {missing}; has {list(data.band.values)}")
+        return data.sel(band=list(bands))
+    missing = [b for b in bands if b not in data.data_vars]
+    if missing:
+        raise ValueError(
+            f"raw dataset lacks bands {missing} (has {sorted(map(str, data.data_vars))})"
+        )
+    return xr.concat([data[b].reset_coords(drop=True) for b in bands], dim="band").assign_coords(
+        band=list(bands)
+    )
+
+
+# ------------------------------------------------------------------------ tasseled cap
+
+TASSELED_CAP_S2: dict[str, dict[str, float]] = {
+    "tc_brightness": dict(zip(S2_BANDS, (
+        0.2381, 0.2569, 0.2934, 0.3020, 0.3099, 0.3740, 0.4180, 0.3580, 0.3834, 0.0103,
+        0.0896, 0.0780,
+    ), strict=True)),
+    "tc_greenness": dict(zip(S2_BANDS, (
+        -0.2266, -0.2818, -0.3020, -0.4283, -0.2959, 0.1602, 0.3127, 0.3138, 0.4261, 0.1454,
+        -0.1341, -0.2538,
+    ), strict=True)),
+    "tc_wetness": dict(zip(S2_BANDS, (
+        0.1825, 0.1763, 0.1615, 0.0486, 0.0170, 0.0223, 0.0219, -0.0755, -0.0910, -0.1369,
+        -0.7701, -0.5293,
+    ), strict=True)),
+}  # fmt: skip
+"""Sentinel-2 tasseled-cap coefficients of Shi & Xu (2019), IEEE JSTARS 12(10):4038-4048,
+doi:10.1109/JSTARS.2019.2938388, derived for MSI **top-of-atmosphere** reflectance with all 13
+bands. The B10 (cirrus) terms (0.0020, -0.0017, 0.0003) are dropped because L2A products have
+no B10; for reflectance <= 1 this changes a component by at most 0.002."""
+
+TASSELED_CAP_SOURCE = (
+    "Shi & Xu 2019, IEEE JSTARS 12(10):4038-4048, doi:10.1109/JSTARS.2019.2938388 "
+    "(TOA coefficients; B10 term dropped)"
+)
+
+# ---------------------------------------------------------------------------------- context
+
+
+class FeatureContext:
+    """The raw dataset and options, with a cache of intermediates shared between layers.
+
+    Feature functions receive this object. Multi-layer intermediates (slope+aspect,
+    coherence+phase, the three PCA scores) are built once and indexed.
+    """
+
+    def __init__(self, raw: xr.Dataset, options: FeatureOptions) -> None:
+        self.raw = raw
+        self.options = options
+        self._cache: dict[str, Any] = {}
+
+    def var(self, name: str) -> xr.DataArray:
+        """Return a raw variable as a DataArray with only ``y``/``x`` coords (error if missing)."""
+        if name not in self.raw.data_vars:
+            raise KeyError(
+                f"raw modality dataset has no variable {name!r} "
+                f"(has {sorted(map(str, self.raw.data_vars))})"
+            )
+        v = self.raw[name]
+        if v.dims != ("y", "x"):
+            raise ValueError(f"raw variable {name!r} has dims {v.dims}, expected ('y', 'x')")
+        return v.reset_coords(drop=True)
+
+    def layer(self, name: str) -> xr.DataArray:
+        """Any registry layer by name (cached)."""
+        key = f"layer:{name}"
+        if key not in self._cache:
+            if name not in FEATURES:
+                raise ValueError(f"unknown layer {name!r}; expected one of {list(ALL_LAYERS)}")
+            self._cache[key] = FEATURES[name](self).astype(np.float32).rename(name)
+        return self._cache[key]
+
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """Return ``self._cache[key]``, building it with ``build()`` on first use."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    @property
+    def pca(self) -> PCAFit:
+        """The PCA fit (given in the options, or fitted on the region's S2 bands once)."""
+        return self.cached("pca", lambda: self.options.pca or fit_pca(self.raw, S2_BANDS, 3))
+
+    def pixel_size(self) -> tuple[float, float]:
+        """``(dx, dy)`` in metres from the ``x``/``y`` coordinates; the CRS must be metric."""
+        crs = self._crs()
+        if crs is not None:
+            units = {ax.unit_name for ax in crs.axis_info}
+            if crs.is_geographic or not units <= {"metre", "meter", "m"}:
+                raise ValueError(
+                    f"slope/aspect need a projected grid in metres; the raw dataset's CRS "
+                    f"{crs.to_string()} has axis units {sorted(units)}"
+                )
+        x = self.raw["x"].values
+        y = self.raw["y"].values
+        if len(x) < 2 or len(y) < 2:
+            raise ValueError(f"grid too small for slope/aspect: {len(y)} x {len(x)} pixels")
+        return float(abs(x[1] - x[0])), float(abs(y[1] - y[0]))
+
+    def _crs(self) -> CRS | None:
+        grid = self.raw.attrs.get("grid")
+        if isinstance(grid, Mapping) and "crs" in grid:
+            return CRS.from_user_input(grid["crs"])
+        try:
+            crs = self.raw.rio.crs
+        except Exception:  # rioxarray missing/unset
+            crs = None
+        return CRS.from_user_input(crs) if crs is not None else None
+
+
+# ------------------------------------------------------------------------ feature functions
+
+
+def _band(name: str) -> Callable[[FeatureContext], xr.DataArray]:
+    def f(ctx: FeatureContext) -> xr.DataArray:
+        return ctx.var(name)
+
+    f.__doc__ = f"Sentinel-2 {name} surface reflectance (passthrough)."
+    return f
+
+
+def _index(a: str, b: str) -> Callable[[FeatureContext], xr.DataArray]:
+    def f(ctx: FeatureContext) -> xr.DataArray:
+        return apply_kernel(normalized_difference, ctx.var(a), ctx.var(b))
+
+    f.__doc__ = f"({a} - {b}) / ({a} + {b}); NaN where the sum is 0."
+    return f
+
+
+def _terrain(ctx: FeatureContext) -> xr.DataArray:
+    def build() -> xr.DataArray:
+        dx, dy = ctx.pixel_size()
+        return apply_kernel(
+            horn_slope_aspect,
+            ctx.var("elevation").astype(np.float32),
+            depth=1,
+            boundary=ctx.options.edges,
+            args=(dx, dy, float(ctx.options.flat_aspect)),
+            outputs=("slope", "aspect"),
+        )
+
+    return ctx.cached("terrain", build)
+
+
+def _glcm(ctx: FeatureContext) -> xr.DataArray:
+    p = ctx.options.glcm
+    src = ctx.layer(p.source) if p.source in FEATURES else ctx.var(p.source)
+    return apply_kernel(
+        glcm_dissimilarity,
+        src.astype(np.float32),
+        depth=p.window // 2,
+        boundary=ctx.options.edges,
+        args=(p.window, p.levels, *p.value_range, np.asarray(p.offsets, dtype=np.int64)),
+    )
+
+
+def _velocity(ctx: FeatureContext) -> xr.DataArray:
+    if "velocity" in ctx.raw.data_vars:
+        return ctx.var("velocity")
+    if "vx" in ctx.raw.data_vars and "vy" in ctx.raw.data_vars:
+        return np.hypot(ctx.var("vx"), ctx.var("vy"))
+    raise KeyError(
+        "velocity layer needs 'velocity' or both 'vx' and 'vy' in the raw dataset "
+        f"(has {sorted(map(str, ctx.raw.data_vars))})"
+    )
+
+
+def _insar(ctx: FeatureContext) -> xr.DataArray:
+    def build() -> xr.DataArray:
+        wy, wx = ctx.options.coherence_window
+        return apply_kernel(
+            boxcar_coherence,
+            ctx.var("s1_ref"),
+            ctx.var("s1_sec"),
+            depth=(wy // 2, wx // 2),
+            boundary=ctx.options.edges,
+            args=(wy, wx),
+            outputs=("coherence", "phase"),
+        )
+
+    return ctx.cached("insar", build)
+
+
+def _has_pair(ctx: FeatureContext) -> bool:
+    return "s1_ref" in ctx.raw.data_vars and "s1_sec" in ctx.raw.data_vars
+
+
+def _coherence(ctx: FeatureContext) -> xr.DataArray:
+    if _has_pair(ctx):
+        return _insar(ctx).sel(output="coherence", drop=True)
+    if "coherence" in ctx.raw.data_vars:
+        return ctx.var("coherence")
+    raise KeyError(
+        "coherence layer needs 's1_ref' and 's1_sec' (complex pair) or a 'coherence' product "
+        f"in the raw dataset (has {sorted(map(str, ctx.raw.data_vars))})"
+    )
+
+
+def _phase(ctx: FeatureContext) -> xr.DataArray:
+    if _has_pair(ctx):
+        return _insar(ctx).sel(output="phase", drop=True)
+    if "phase" in ctx.raw.data_vars:
+        return ctx.var("phase")
+    raise KeyError(
+        "phase layer needs 's1_ref' and 's1_sec' (complex pair) or a 'phase' product in the "
+        f"raw dataset (has {sorted(map(str, ctx.raw.data_vars))})"
+    )
+
+
+def _pc(k: int) -> Callable[[FeatureContext], xr.DataArray]:
+    def f(ctx: FeatureContext) -> xr.DataArray:
+        scores = ctx.cached(
+            "pca_scores", lambda: ctx.pca.transform(_stack_bands(ctx.raw, ctx.pca.bands))
+        )
+        return scores.sel(component=k, drop=True)
+
+    f.__doc__ = f"Score on principal component {k} of the 12 S2 bands."
+    return f
+
+
+def _tasseled_cap(name: str) -> Callable[[FeatureContext], xr.DataArray]:
+    def f(ctx: FeatureContext) -> xr.DataArray:
+        coefs = TASSELED_CAP_S2[name]
+        total: xr.DataArray | None = None
+        for band, c in coefs.items():
+            term = ctx.var(band).astype(np.float64) * c
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
+    f.__doc__ = f"Tasseled cap {name} (Shi & Xu 2019 coefficients, B10 dropped)."
+    return f
+
+
+FEATURES: dict[str, Callable[[FeatureContext], xr.DataArray]] = {
+    **{b: _band(b) for b in S2_BANDS},
+    "NDVI": _index("B08", "B04"),
+    "NDSI": _index("B03", "B11"),
+    "NDWI": _index("B03", "B08"),
+    "NDGI": _index("B03", "B04"),
+    "elevation": lambda ctx: ctx.var("elevation"),
+    "slope": lambda ctx: _terrain(ctx).sel(output="slope", drop=True),
+    "aspect": lambda ctx: _terrain(ctx).sel(output="aspect", drop=True),
+    "lst": lambda ctx: ctx.var("lst"),
+    "glcm_dissimilarity": _glcm,
+    "velocity": _velocity,
+    "coherence": _coherence,
+    "phase": _phase,
+    "PC1": _pc(1),
+    "PC2": _pc(2),
+    "PC3": _pc(3),
+    **{name: _tasseled_cap(name) for name in TASSELED_CAP_S2},
+}
+"""Layer name -> feature function; one entry per name of :data:`ALL_LAYERS`."""
+
+assert set(FEATURES) == set(ALL_LAYERS), set(FEATURES) ^ set(ALL_LAYERS)
+
+
+# ---------------------------------------------------------------------------------- entry
+
+
+def compute_features(
+    raw: xr.Dataset,
+    layers: str | list[str] | tuple[str, ...] | None = None,
+    *,
+    glcm: GLCMParams | None = None,
+    coherence_window: tuple[int, int] = (5, 5),
+    edges: Boundary = "reflect",
+    flat_aspect: float = -1.0,
+    pca: PCAFit | None = None,
+) -> xr.DataArray:
+    """Compute the feature cube from a raw modality dataset.
+
+    Parameters
+    ----------
+    raw
+        Raw modality dataset (see ``docs/developer/contracts.md``): ``(y, x)`` variables in
+        physical units with NaN for nodata, on a projected metric grid.
+    layers
+        Layer names and/or group names (:func:`glacierstack.layers.resolve_layers`);
+        ``None`` for all 30. The output follows the canonical order.
+    glcm
+        GLCM texture parameters (default :class:`GLCMParams()`: B08, 7x7, 32 levels over
+        reflectance 0..1, offset (0, 1)).
+    coherence_window
+        Boxcar window ``(rows, cols)`` for coherence/phase from a complex pair.
+    edges
+        Edge rule of the windowed layers, ``"reflect"`` (default), ``"nearest"`` or ``"nan"``.
+    flat_aspect
+        Aspect value for exactly flat pixels.
+    pca
+        Precomputed PCA (e.g. from the training region, to project another region
+        consistently). If ``None`` and a PCA layer (or a GLCM on a PC) is requested, the
+        PCA is fitted on ``raw`` now, which reads the 12 S2 bands once.
+
+    Returns
+    -------
+    xarray.DataArray
+        float32 ``(band, y, x)``, lazy when ``raw`` is; ``band`` = layer names. Attrs carry
+        over ``grid``, ``stac_items`` and ``datetime`` from ``raw`` and add ``bands`` and
+        ``feature_params`` (a JSON string with every parameter used, the tasseled-cap source
+        and the PCA fit).
+
+    Raises
+    ------
+    KeyError
+        If a variable needed by a requested layer is missing (the message names it).
+    ValueError
+        For unknown layer names or invalid parameters.
+    """
+    names = resolve_layers(layers)
+    options = FeatureOptions(
+        glcm=glcm or GLCMParams(),
+        coherence_window=coherence_window,
+        edges=edges,
+        flat_aspect=flat_aspect,
+        pca=pca,
+    )
+    ctx = FeatureContext(raw, options)
+    arrays = []
+    for name in names:
+        try:
+            arrays.append(ctx.layer(name))
+        except KeyError as err:
+            raise KeyError(f"cannot compute layer {name!r}: {err.args[0]}") from None
+    cube = xr.concat(arrays, dim="band", coords="minimal", compat="override", join="override")
+    cube = cube.assign_coords(band=list(names)).astype(np.float32)
+    if "spatial_ref" in raw.coords:
+        cube = cube.assign_coords(spatial_ref=raw.coords["spatial_ref"])
+    params: dict[str, Any] = {
+        "glcm": asdict(options.glcm),
+        "coherence_window": list(options.coherence_window),
+        "edges": options.edges,
+        "flat_aspect": options.flat_aspect,
+        "tasseled_cap": TASSELED_CAP_SOURCE,
+        "indices": {"NDVI": "B08,B04", "NDSI": "B03,B11", "NDWI": "B03,B08", "NDGI": "B03,B04"},
+    }
+    if "pca" in ctx._cache:
+        params["pca"] = ctx.pca.to_attrs()
+    keep = {k: raw.attrs[k] for k in ("grid", "stac_items", "datetime") if k in raw.attrs}
+    cube.attrs = {**keep, "bands": list(names), "feature_params": json.dumps(params)}
+    cube.name = "features"
+    return cube
