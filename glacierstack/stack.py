@@ -1,0 +1,308 @@
+"""Stack every modality onto one :class:`~glacierstack.grid.Grid` as lazy Dask arrays.
+
+:func:`load_modalities` returns the *raw modality dataset* of ``docs/developer/contracts.md``:
+an ``xr.Dataset`` on the grid (dims ``y, x``, pixel-centre coords, ``spatial_ref``), physical
+units, nodata -> NaN, lazy Dask; attrs ``grid``, ``stac_items``, ``datetime``.
+
+Reading and warping is done by a :class:`RasterLoader`; the default is :class:`StackstacLoader`
+(stackstac 0.5.1 behind the shims of :mod:`glacierstack._compat`). A loader only returns raw
+values with nodata masked; scale/offset (per item, per provider rule), mosaicking and band
+naming happen here, so another loader (odc-stac) only has to implement one method.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pystac
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+
+from glacierstack.catalog import Catalog, Selection, open_catalog, select_items
+from glacierstack.grid import Grid
+from glacierstack.modalities import BandSpec, ModalitySpec, choose_band_set, resolve_scale_offset
+
+__all__ = ["RasterLoader", "StackstacLoader", "load_modalities", "load_modality"]
+
+
+@runtime_checkable
+class RasterLoader(Protocol):
+    """Reads STAC assets onto a grid.
+
+    Implementations must return a lazy ``xr.DataArray`` with dims ``(time, band, y, x)``:
+    one ``time`` entry per item **in the order given** (with an ``id`` coordinate holding the
+    item ids), ``band`` = the asset keys, ``y``/``x`` = ``grid.y``/``grid.x``, values in the
+    stored units (no scale/offset) as ``dtype`` with the file's nodata replaced by NaN.
+    """
+
+    def load(
+        self,
+        items: Sequence[pystac.Item],
+        assets: Sequence[str],
+        grid: Grid,
+        *,
+        resampling: str,
+        dtype: str,
+        chunks: int,
+    ) -> xr.DataArray:
+        """Load ``assets`` of ``items`` onto ``grid``."""
+        ...
+
+
+@dataclass(frozen=True)
+class StackstacLoader:
+    """:class:`RasterLoader` backed by stackstac (GDAL ``WarpedVRT`` per asset and chunk)."""
+
+    gdal_env: Any = None
+    """Optional :class:`stackstac.rio_env.LayeredEnv` (GDAL options for remote reads)."""
+
+    def load(
+        self,
+        items: Sequence[pystac.Item],
+        assets: Sequence[str],
+        grid: Grid,
+        *,
+        resampling: str,
+        dtype: str,
+        chunks: int,
+    ) -> xr.DataArray:
+        """Load ``assets`` of ``items`` onto ``grid`` (see :class:`RasterLoader`)."""
+        from glacierstack import _compat
+
+        kw = {"gdal_env": self.gdal_env} if self.gdal_env is not None else {}
+        arr = _compat.stack(
+            items,
+            assets=assets,
+            epsg=grid.epsg,
+            bounds=grid.bounds,
+            resolution=grid.resolution,
+            dtype=dtype,
+            fill_value=np.nan,
+            rescale=False,
+            resampling=resampling,
+            chunksize=chunks,
+            **kw,
+        )
+        if arr.sizes["time"] != len(items):
+            # stackstac drops items entirely outside the bounds; callers pass only
+            # intersecting items, so this signals inconsistent item geometry.
+            missing = sorted({it.id for it in items} - set(np.asarray(arr["id"].values).tolist()))
+            raise ValueError(f"stackstac dropped items {missing} that do not overlap {grid}")
+        return _on_grid(arr, grid)
+
+
+def _on_grid(arr: xr.DataArray, grid: Grid) -> xr.DataArray:
+    """Check that ``arr`` lies on ``grid`` and give it the grid's exact coordinates."""
+    h, w = grid.shape
+    if (arr.sizes["y"], arr.sizes["x"]) != (h, w):
+        raise ValueError(f"loader returned shape {arr.sizes['y'], arr.sizes['x']}, grid is {h, w}")
+    tol = 1e-6 * grid.resolution
+    if not (
+        np.allclose(arr["x"].values, grid.x, atol=tol, rtol=0)
+        and np.allclose(arr["y"].values, grid.y, atol=tol, rtol=0)
+    ):
+        raise ValueError(f"loader coordinates are not the pixel centres of {grid}")
+    return arr.assign_coords(x=grid.x, y=grid.y)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _mosaic(arr: xr.DataArray) -> xr.DataArray:
+    """First valid (non-NaN) value along ``time`` (items are ordered best first)."""
+    if arr.sizes["time"] == 1:
+        return arr.isel(time=0, drop=True)
+    slices = [arr.isel(time=i, drop=True) for i in range(arr.sizes["time"])]
+    return functools.reduce(lambda acc, nxt: acc.where(~acc.isnull(), nxt), slices)
+
+
+def _encoding_arrays(
+    spec: ModalitySpec, bands: Sequence[BandSpec], items: Sequence[pystac.Item]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-(item, band) scale, offset and nodata (NaN: none) arrays."""
+    shape = (len(items), len(bands))
+    scale, offset, nodata = np.ones(shape), np.zeros(shape), np.full(shape, np.nan)
+    for i, it in enumerate(items):
+        for j, b in enumerate(bands):
+            enc = resolve_scale_offset(
+                spec, b, it.properties, it.assets[b.asset].to_dict(), item_id=it.id
+            )
+            scale[i, j], offset[i, j] = enc.scale, enc.offset
+            nodata[i, j] = np.nan if enc.nodata is None else enc.nodata
+    return scale, offset, nodata
+
+
+def _load_acquisition(
+    loader: RasterLoader,
+    spec: ModalitySpec,
+    bands: Sequence[BandSpec],
+    items: Sequence[pystac.Item],
+    grid: Grid,
+    chunks: int,
+) -> dict[str, xr.DataArray]:
+    """Load one acquisition (items of one day, mosaicked) -> ``{band name: (y, x)}``."""
+    scale, offset, nodata = _encoding_arrays(spec, bands, items)
+    out: dict[str, xr.DataArray] = {}
+    # One loader call per (resampling, dtype) group of bands.
+    groups: dict[tuple[str, str], list[int]] = {}
+    for j, b in enumerate(bands):
+        groups.setdefault((b.resampling, b.dtype), []).append(j)
+    for (resampling, dtype), idx in groups.items():
+        raw = loader.load(
+            items,
+            [bands[j].asset for j in idx],
+            grid,
+            resampling=resampling,
+            dtype=dtype,
+            chunks=chunks,
+        )
+        is_complex = np.issubdtype(np.dtype(dtype), np.complexfloating)
+        coords = {"time": raw["time"], "band": raw["band"]}
+        sc = xr.DataArray(scale[:, idx].astype(dtype), dims=("time", "band"), coords=coords)
+        of = xr.DataArray(offset[:, idx].astype(dtype), dims=("time", "band"), coords=coords)
+        nd = xr.DataArray(nodata[:, idx], dims=("time", "band"), coords=coords)
+        if not is_complex:
+            # Belt and braces: mask the declared nodata even if the file lacks the tag.
+            raw = raw.where((raw != nd.astype(dtype)) | nd.isnull())
+            raw = raw * sc + of
+        mosaic = _mosaic(raw)
+        for k, j in enumerate(idx):
+            b = bands[j]
+            da = mosaic.isel(band=k, drop=True).astype(dtype)
+            da = da.drop_vars([c for c in da.coords if c not in ("y", "x")])
+            da.attrs = {
+                "units": b.unit,
+                "collection": spec.collection,
+                "asset": b.asset,
+                "resampling": b.resampling,
+                "native_resolution": b.resolution,
+                "scale": sorted({float(v) for v in scale[:, j]}),
+                "offset": sorted({float(v) for v in offset[:, j]}),
+                "stac_items": [it.id for it in items],
+            }
+            out[b.name] = da
+    return out
+
+
+def load_modality(
+    catalog: Catalog,
+    spec: ModalitySpec,
+    grid: Grid,
+    datetime: str | None,
+    *,
+    loader: RasterLoader | None = None,
+    chunks: int = 1024,
+) -> tuple[dict[str, xr.DataArray], Selection]:
+    """Search, select and stack one modality onto ``grid``.
+
+    Returns
+    -------
+    (dict, Selection)
+        ``{canonical band name: lazy (y, x) DataArray}`` and the chosen items.
+    """
+    loader = loader or StackstacLoader()
+    aoi = grid.bbox_lonlat()
+    found = catalog.search_modality(spec, aoi, datetime=datetime)
+    assets_per_item = [set(it.assets) for it in found]
+    # Pick the band set first on the items that have one (e.g. Landsat L2SR items lack lwir11).
+    bands = None
+    for candidate in spec.candidate_band_sets():
+        needed = {b.asset for b in candidate}
+        if any(needed <= a for a in assets_per_item):
+            bands = candidate
+            break
+    if bands is None:
+        bands = choose_band_set(spec, assets_per_item)  # raises with a clear message
+    sel = select_items(found, spec, aoi, required_assets=[b.asset for b in bands])
+    if spec.select == "pair":
+        out: dict[str, xr.DataArray] = {}
+        for suffix, acq in zip(("ref", "sec"), sel.acquisitions, strict=True):
+            for name, da in _load_acquisition(loader, spec, bands, acq, grid, chunks).items():
+                da.attrs["datetime"] = str(acq[0].datetime)
+                out[f"{name}_{suffix}"] = da
+        return out, sel
+    return _load_acquisition(loader, spec, bands, sel.acquisitions[0], grid, chunks), sel
+
+
+def load_modalities(
+    catalog: str | Catalog | Mapping[str, str | Catalog],
+    grid: Grid,
+    datetime: str | None,
+    modalities: Sequence[str] | None = None,
+    *,
+    loader: RasterLoader | None = None,
+    chunks: int = 1024,
+    provider: str | None = None,
+) -> xr.Dataset:
+    """Load the raw modality dataset on ``grid`` (lazy).
+
+    Parameters
+    ----------
+    catalog
+        Where to search: a provider name, STAC API URL, static catalog path or an opened
+        :class:`~glacierstack.catalog.Catalog` (see :func:`~glacierstack.catalog.open_catalog`);
+        or a mapping ``{modality: source}`` to take modalities from different catalogs
+        (e.g. S2 from Earth Search, velocity from a local ITS_LIVE catalog).
+    grid
+        Target grid; every band is resampled onto it once, here.
+    datetime
+        Window for the time-dependent modalities (``"2018-10-01/2018-10-31"``, ``"2018-10"``...).
+        Static modalities (DEM, velocity mosaics) ignore it.
+    modalities
+        Modality names (``s2``, ``dem``, ``lst``, ``velocity``, ``insar``...); default: the
+        provider's default modalities (the keys of a mapping ``catalog``).
+    loader
+        A :class:`RasterLoader` (default :class:`StackstacLoader`).
+    chunks
+        Spatial Dask chunk size in pixels.
+    provider
+        Provider config name, overriding detection (for a single ``catalog``).
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables ``B01..B12`` (reflectance), ``elevation`` (m), ``lst`` (K), ``velocity`` or
+        ``vx``/``vy`` (m/yr), ``s1_ref``/``s1_sec`` (complex64), float32 with NaN for nodata;
+        attrs ``grid``, ``stac_items``, ``datetime``, ``modalities``.
+
+    Raises
+    ------
+    EmptySearchError
+        If a modality has no item (message names collection, bbox and dates).
+    KeyError
+        For an unknown modality or missing assets.
+    """
+    if isinstance(catalog, Mapping):
+        sources = {m: open_catalog(src, provider) for m, src in catalog.items()}
+        names = list(modalities) if modalities is not None else list(sources)
+        missing = [m for m in names if m not in sources]
+        if missing:
+            raise KeyError(f"modalities {missing} have no catalog in the mapping {list(sources)}")
+    else:
+        cat = open_catalog(catalog, provider)
+        names = list(modalities) if modalities is not None else cat.provider.default_modalities
+        sources = {m: cat for m in names}
+    data: dict[str, xr.DataArray] = {}
+    item_ids: list[str] = []
+    chosen: dict[str, list[str]] = {}
+    for name in names:
+        cat_m = sources[name]
+        spec = cat_m.provider.modality(name)
+        arrays, sel = load_modality(cat_m, spec, grid, datetime, loader=loader, chunks=chunks)
+        clash = set(arrays) & set(data)
+        if clash:
+            raise ValueError(f"modality {name!r} provides bands {sorted(clash)} already loaded")
+        data.update(arrays)
+        item_ids += [i for i in sel.item_ids if i not in item_ids]
+        chosen[name] = sel.item_ids
+    ds = xr.Dataset(data, coords=grid.coords())
+    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    ds.attrs = {
+        "grid": grid.to_attrs(),
+        "stac_items": item_ids,
+        "datetime": datetime or "",
+        "modalities": chosen,
+    }
+    return ds
