@@ -16,12 +16,12 @@ the failure with plain stackstac on the real recorded items, then that the shim 
    ``np.can_cast(type(fill_value), dtype)``; under NumPy 2 ``type(np.nan)`` is Python ``float`` ->
    float64, which does not cast safely to float32/complex64. :func:`typed_fill_value` returns a
    scalar of the output dtype.
-4. **``rescale=True`` with float32 fails under NumPy 2**: the same ``np.can_cast(type(scale), dtype)``
-   check rejects the Python-float ``raster:bands`` scale/offset. :func:`stack` therefore always
-   calls stackstac with ``rescale=False``; callers apply per-item scale/offset afterwards (the
-   glacierstack loader does, with its own per-provider rules; see
-   :func:`glacierstack.modalities.resolve_scale_offset`). With ``rescale=True`` :func:`stack`
-   casts the scale/offset in the item dicts to the output dtype so stackstac's own rescaling works.
+4. **``rescale=True`` with float32 fails under NumPy 2**: the same
+   ``np.can_cast(type(scale), dtype)`` check rejects the Python-float ``raster:bands``
+   scale/offset. With ``rescale=True``, :func:`stack` casts scale/offset in the item dicts to
+   the output dtype, so stackstac's own rescaling works. The glacierstack loader itself uses
+   ``rescale=False`` and applies per-item scale/offset afterwards, with per-provider rules
+   (:func:`glacierstack.modalities.resolve_scale_offset`).
 5. **pixel-corner coordinates by default**: stackstac labels x/y with the upper-left corner of
    each pixel (``xy_coords="topleft"``); glacierstack grids use pixel centres, so :func:`stack`
    passes ``xy_coords="center"`` (not a bug, an easily missed default).

@@ -171,7 +171,7 @@ class Catalog:
         return self.client is None
 
     def collections(self) -> list[str]:
-        """Collection ids available (static: those of the items)."""
+        """Return the collection ids available (static: those of the items)."""
         if self.is_static:
             return sorted({it.collection_id or "" for it in self.items or []})
         return sorted(c.id for c in self.client.get_collections())
@@ -304,7 +304,7 @@ def _read_static(path: Path) -> tuple[list[pystac.Item], list[str]]:
 
 
 def _detect_provider(link_hrefs: Sequence[str], default: str = "synthetic") -> str:
-    """Provider whose API URL prefixes one of ``link_hrefs`` (else ``default``)."""
+    """Return the provider whose API URL prefixes one of ``link_hrefs`` (else ``default``)."""
     for name in list_providers():
         cfg = get_provider(name)
         if cfg.url and any(u.startswith(cfg.url.rstrip("/")) for u in link_hrefs):

@@ -35,7 +35,7 @@ Resampling = Literal["nearest", "bilinear", "cubic", "average"]
 ScaleRule = Literal["raster_bands", "s2_processing_baseline", "earthsearch_boa_flag"]
 Selection = Literal["best", "pair"]
 
-#: Offset (reflectance units) of Sentinel-2 L2A processing baseline >= 04.00 (BOA_ADD_OFFSET -1000 DN).
+#: Reflectance offset of Sentinel-2 L2A processing baseline >= 04.00 (BOA_ADD_OFFSET -1000 DN).
 S2_BASELINE_OFFSET = -0.1
 
 #: Folder holding the provider YAML files shipped with the repository.
@@ -53,7 +53,7 @@ class BandSpec:
     resolution: float
     """Native pixel size in metres (informational; stacking always targets the grid)."""
     resampling: Resampling = "bilinear"
-    """Resampling onto the target grid: bilinear for continuous layers, nearest for classes/complex."""
+    """Resampling onto the grid: bilinear for continuous layers, nearest for classes/complex."""
     dtype: str = "float32"
     """Output dtype (``float32``; ``complex64`` for SLC phase data)."""
     scale: float = 1.0
@@ -110,7 +110,8 @@ class ModalitySpec:
             )
         if self.scale_rule not in get_args(ScaleRule):
             raise ValueError(
-                f"modality {self.name!r}: scale_rule {self.scale_rule!r} not in {get_args(ScaleRule)}"
+                f"modality {self.name!r}: scale_rule {self.scale_rule!r} "
+                f"not in {get_args(ScaleRule)}"
             )
         names = [b.name for b in self.bands]
         if len(set(names)) != len(names):
@@ -337,20 +338,23 @@ def resolve_scale_offset(
 def choose_band_set(
     modality: ModalitySpec, assets_per_item: Sequence[set[str]]
 ) -> tuple[BandSpec, ...]:
-    """First band set of ``modality`` whose assets every item provides.
+    """First band set of ``modality`` whose assets at least one item provides in full.
+
+    Items lacking the chosen set (e.g. Landsat L2SR items without ``lwir11``) are dropped later
+    by :func:`glacierstack.catalog.select_items`.
 
     Raises
     ------
     KeyError
-        If no band set is fully present; the message lists what is missing.
+        If no item has any complete band set; the message lists what was looked for.
     """
     for bands in modality.candidate_band_sets():
         needed = {b.asset for b in bands}
-        if all(needed <= a for a in assets_per_item):
+        if any(needed <= set(a) for a in assets_per_item):
             return bands
-    have = sorted(set.intersection(*map(set, assets_per_item))) if assets_per_item else []
+    have = sorted(set().union(*assets_per_item)) if assets_per_item else []
     wanted = [[b.asset for b in bs] for bs in modality.candidate_band_sets()]
     raise KeyError(
-        f"modality {modality.name!r} (collection {modality.collection!r}): the selected items "
-        f"lack the assets {wanted} (any one set); assets common to all items: {have}"
+        f"modality {modality.name!r} (collection {modality.collection!r}): no item has the "
+        f"assets {wanted} (any one set); assets found: {have}"
     )

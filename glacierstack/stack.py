@@ -205,16 +205,7 @@ def load_modality(
     loader = loader or StackstacLoader()
     aoi = grid.bbox_lonlat()
     found = catalog.search_modality(spec, aoi, datetime=datetime)
-    assets_per_item = [set(it.assets) for it in found]
-    # Pick the band set first on the items that have one (e.g. Landsat L2SR items lack lwir11).
-    bands = None
-    for candidate in spec.candidate_band_sets():
-        needed = {b.asset for b in candidate}
-        if any(needed <= a for a in assets_per_item):
-            bands = candidate
-            break
-    if bands is None:
-        bands = choose_band_set(spec, assets_per_item)  # raises with a clear message
+    bands = choose_band_set(spec, [set(it.assets) for it in found])
     sel = select_items(found, spec, aoi, required_assets=[b.asset for b in bands])
     if spec.select == "pair":
         out: dict[str, xr.DataArray] = {}
