@@ -98,7 +98,9 @@ def test_compose_precedence_by_hand():
     valid = np.array([[1, 1, 1, 1, 1, 1, 1, 0, 1]], bool)
     got = compose_labels(glacier, debris, ndwi, ndvi, valid)
     np.testing.assert_array_equal(got, [[0, 4, 3, 3, 1, 2, 0, NODATA_LABEL, 0]])
-    loose = compose_labels(glacier, debris, ndwi, ndvi, valid, LabelRules(debris_within_glacier=False))
+    loose = compose_labels(
+        glacier, debris, ndwi, ndvi, valid, LabelRules(debris_within_glacier=False)
+    )
     assert loose[0, 6] == 2
     strict = compose_labels(glacier, debris, ndwi, ndvi, valid, LabelRules(water_ndwi=0.6))
     assert strict[0, 2] == 0 and strict[0, 3] == 4
@@ -110,9 +112,11 @@ def test_compose_precedence_by_hand():
 
 def test_make_labels_end_to_end_on_rgi(hef, hef_grid):
     gl = gpd.read_file(hef).to_crs(UTM32)
-    # a "debris" outline: the lowest 1.5 km of the tongue's bounding box intersected with the glacier
+    # a "debris" outline: the lowest 1.5 km of the bounding box, intersected with the glacier
     xmin, ymin, xmax, ymax = gl.total_bounds
-    debris = gpd.GeoDataFrame(geometry=[box(xmin - 50, ymin - 50, xmin + 1500, ymax + 50)], crs=UTM32)
+    debris = gpd.GeoDataFrame(
+        geometry=[box(xmin - 50, ymin - 50, xmin + 1500, ymax + 50)], crs=UTM32
+    )
     h, w = hef_grid.shape
     coords = hef_grid.coords()
     rng = np.random.default_rng(0)

@@ -1,0 +1,491 @@
+"""Write and open the Zarr feature cube (features + labels + statistics + provenance).
+
+Layout (see ``docs/developer/contracts.md``, "Zarr cube layout"): one Zarr v2 store with
+consolidated metadata holding ``features`` float32 ``(band, y, x)`` chunked
+``(n_band, chunk, chunk)``, ``labels`` uint8 ``(y, x)``, ``band_mean``/``band_std`` float64
+``(band,)``, coordinates ``band``/``y``/``x`` and a CF ``spatial_ref`` grid mapping, and
+provenance attrs. The root attr ``complete: true`` is written last; :func:`open_cube` refuses a
+store without it.
+
+Resumable writes
+----------------
+:func:`write_cube` first writes the store's metadata (no ``complete`` attr), then writes every
+spatial tile as an independent Dask task: the task writes exactly one Zarr chunk and then drops
+an empty marker file ``<store>/.progress/<variable>/<row>.<col>``. If the build is interrupted
+(killed worker, Ctrl-C, power loss), calling :func:`write_cube` again with the same inputs
+finds the incomplete store, checks that it was started by the same build (a fingerprint of
+grid, bands, chunking, STAC items and build parameters) and writes only the tiles without a
+marker. Statistics are then computed from the written store, ``complete: true`` is set, the
+metadata is re-consolidated, and the markers are removed. A store is never marked complete
+before all of its chunks and statistics are on disk. ``overwrite=True`` moves an existing
+store aside atomically (rename) before deleting it, so a half-deleted store never looks
+complete either. Stores are local directories (the Dask workers must see the same filesystem).
+
+The writes are plain Dask tasks, so they run on the local threaded scheduler by default and
+on a ``distributed.Client`` (LocalCluster or a real cluster) when one is active.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numcodecs
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+import zarr
+from tqdm.auto import tqdm
+
+from glacierstack.classes import CLASSES, NODATA_LABEL, check_class_table, class_table
+from glacierstack.grid import Grid
+
+__all__ = ["CubeError", "IncompleteCubeError", "cube_status", "open_cube", "write_cube"]
+
+ZARR_FORMAT = 2
+PROGRESS_DIR = ".progress"
+_COMPRESSOR_NAME = "zstd"
+
+
+class CubeError(ValueError):
+    """A store exists but is not a usable glacierstack cube."""
+
+
+class IncompleteCubeError(CubeError):
+    """The store was never finished (``complete`` attr missing); resume or rebuild it."""
+
+
+# ----------------------------------------------------------------------------- helpers
+def _software() -> dict[str, str]:
+    from glacierstack import __version__
+
+    return {
+        "glacierstack": __version__,
+        "xarray": xr.__version__,
+        "dask": dask.__version__,
+        "zarr": zarr.__version__,
+    }
+
+
+def _fingerprint(params: Mapping[str, Any]) -> str:
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _read_root_attrs(path: Path) -> dict[str, Any] | None:
+    """Root attrs of a Zarr v2 group as readers see them (consolidated copy first), or None."""
+    if not (path / ".zgroup").is_file():
+        return None
+    zmeta = path / ".zmetadata"
+    if zmeta.is_file():
+        return json.loads(zmeta.read_text())["metadata"].get(".zattrs", {})
+    zattrs = path / ".zattrs"
+    return json.loads(zattrs.read_text()) if zattrs.is_file() else {}
+
+
+def cube_status(path: str | os.PathLike[str]) -> str:
+    """Return ``"missing"``, ``"complete"``, ``"incomplete"`` or ``"foreign"`` for a path.
+
+    ``"foreign"`` means something exists at ``path`` that is not a glacierstack cube.
+    """
+    p = Path(path)
+    if not p.exists():
+        return "missing"
+    attrs = _read_root_attrs(p)
+    if attrs is None or "_build" not in attrs and "complete" not in attrs:
+        return "foreign"
+    return "complete" if attrs.get("complete") is True else "incomplete"
+
+
+def _remove_store(path: Path) -> None:
+    """Delete a store without ever leaving a partially deleted store under ``path``."""
+    trash = path.with_name(f".{path.name}.deleting-{uuid.uuid4().hex[:8]}")
+    path.rename(trash)
+    shutil.rmtree(trash)
+
+
+def _tile_slices(chunks: tuple[tuple[int, ...], ...]) -> list[slice]:
+    edges = np.concatenate([[0], np.cumsum(chunks)])
+    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _write_block(
+    block: np.ndarray, store: str, name: str, region: tuple[slice, ...], marker: str
+) -> int:
+    """Write one block into one Zarr chunk, then drop its progress marker (runs on a worker)."""
+    arr = zarr.open_array(store, path=name, mode="r+", zarr_format=ZARR_FORMAT)
+    arr[region] = block
+    Path(marker).touch()
+    return 1
+
+
+def _active_client() -> Any | None:
+    """Return the ``distributed.Client`` dask.compute would use, or None for local schedulers."""
+    sched = dask.config.get("scheduler", None)
+    if sched not in (None, "dask.distributed", "distributed"):
+        return None
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def _run_tasks(tasks: list[Any], desc: str, progress: bool) -> None:
+    """Compute write tasks as one graph (shared inputs computed once) with a tile progress bar."""
+    if not tasks:
+        return
+    client = _active_client()
+    with tqdm(total=len(tasks), desc=desc, unit="tile", disable=not progress) as bar:
+        if client is not None:
+            from distributed import as_completed
+
+            futures = client.compute(tasks)
+            try:
+                for fut in as_completed(futures):
+                    fut.result()
+                    bar.update(1)
+            finally:
+                client.cancel(futures)
+        else:
+            from dask.callbacks import Callback
+
+            keys = {t.key for t in tasks}
+
+            class _Bar(Callback):
+                def _posttask(self, key, result, dsk, state, worker_id):  # noqa: D102
+                    if key in keys:
+                        bar.update(1)
+
+            with _Bar():
+                dask.compute(*tasks)
+
+
+# ----------------------------------------------------------------------------- validation
+def _check_inputs(features: xr.DataArray, labels: xr.DataArray, grid: Grid) -> None:
+    if features.dims != ("band", "y", "x"):
+        raise ValueError(f"features must have dims ('band', 'y', 'x'), got {features.dims}")
+    if "band" not in features.coords:
+        raise ValueError("features needs a 'band' coordinate with the layer names")
+    if features.shape[1:] != grid.shape:
+        raise ValueError(
+            f"features has spatial shape {features.shape[1:]}, expected the grid shape {grid.shape}"
+        )
+    if labels.dims != ("y", "x") or labels.shape != grid.shape:
+        raise ValueError(
+            f"labels must be (y, x) with the grid shape {grid.shape}, got {labels.dims} "
+            f"{labels.shape}"
+        )
+    bands = [str(b) for b in features["band"].values]
+    if len(set(bands)) != len(bands):
+        raise ValueError(f"duplicate band names in features: {bands}")
+    for arr, name in ((features, "features"), (labels, "labels")):
+        for dim, ref in (("x", grid.x), ("y", grid.y)):
+            if dim in arr.coords and not np.allclose(
+                arr[dim].values, ref, rtol=0, atol=grid.resolution * 1e-3
+            ):
+                raise ValueError(f"{name} {dim} coordinates do not match the grid {grid!r}")
+
+
+def _template(
+    bands: list[str], grid: Grid, chunk_size: int, attrs: dict[str, Any], level: int
+) -> xr.Dataset:
+    """Build an all-lazy dataset with the cube layout (only metadata and coords get written)."""
+    nb = len(bands)
+    h, w = grid.shape
+    cs = (min(chunk_size, h), min(chunk_size, w))
+    feats = da.empty((nb, h, w), dtype=np.float32, chunks=(nb, *cs))
+    labs = da.empty((h, w), dtype=np.uint8, chunks=cs)
+    nan = np.full(nb, np.nan)
+    ds = xr.Dataset(
+        {
+            "features": (
+                ("band", "y", "x"),
+                feats,
+                {"long_name": "feature layers"},
+            ),
+            "labels": (
+                ("y", "x"),
+                labs,
+                {
+                    "long_name": "class label",
+                    "flag_values": [c.id for c in CLASSES],
+                    "flag_meanings": " ".join(c.name for c in CLASSES),
+                    "nodata": NODATA_LABEL,
+                },
+            ),
+            "band_mean": (("band",), nan, {"long_name": "mean over valid pixels"}),
+            "band_std": (("band",), nan.copy(), {"long_name": "std over valid pixels"}),
+        },
+        coords={"band": np.array(bands, dtype=str), **grid.coords()},
+        attrs=attrs,
+    )
+    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    ds["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
+    ds["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
+    comp = numcodecs.Blosc(cname=_COMPRESSOR_NAME, clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)
+    # set through .encoding (not to_zarr(encoding=...)) so rioxarray's grid_mapping survives
+    ds["features"].encoding.update(chunks=(nb, *cs), compressors=(comp,), _FillValue=np.nan)
+    ds["labels"].encoding.update(chunks=cs, compressors=(comp,), _FillValue=NODATA_LABEL)
+    return ds
+
+
+# ----------------------------------------------------------------------------- public API
+def write_cube(
+    features: xr.DataArray,
+    labels: xr.DataArray,
+    path: str | os.PathLike[str],
+    *,
+    grid: Grid | None = None,
+    stac_items: Sequence[str] = (),
+    attrs: Mapping[str, Any] | None = None,
+    chunk_size: int = 512,
+    overwrite: bool = False,
+    progress: bool = True,
+    compression_level: int = 3,
+) -> Path:
+    """Write a feature cube and its labels to a resumable, consolidated Zarr store.
+
+    Parameters
+    ----------
+    features
+        float ``(band, y, x)`` layers (lazy Dask or NumPy), ``band`` coordinate = layer names.
+        Cast to float32; NaN marks missing values.
+    labels
+        uint8 ``(y, x)`` labels on the same grid (255 = nodata).
+    path
+        Local directory of the Zarr store (created).
+    grid
+        The cube's grid; default ``Grid.from_attrs(features.attrs["grid"])``.
+    stac_items
+        STAC item ids the cube was built from (provenance).
+    attrs
+        Extra JSON-serialisable root attrs (build parameters: catalog, datetime, label rules,
+        ...). They are part of the build fingerprint that decides whether an incomplete store
+        can be resumed.
+    chunk_size
+        Spatial chunk size; every chunk holds all bands of one ``chunk_size``² tile.
+    overwrite
+        Replace an existing store (complete, or incomplete from a different build).
+    progress
+        Show a progress bar over tiles.
+    compression_level
+        Blosc/zstd level (1 fast ... 9 small).
+
+    Returns
+    -------
+    pathlib.Path
+        The store path.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` holds a complete cube (or a non-cube) and ``overwrite`` is False.
+    CubeError
+        ``path`` holds an incomplete cube from a different build and ``overwrite`` is False,
+        or a layer has no valid pixel at all (the store is then left incomplete).
+    """
+    path = Path(path).resolve()
+    if grid is None:
+        if "grid" not in features.attrs:
+            raise ValueError("pass grid=... (features has no 'grid' attr)")
+        grid = Grid.from_attrs(features.attrs["grid"])
+    _check_inputs(features, labels, grid)
+    if chunk_size < 16:
+        raise ValueError(f"chunk_size must be >= 16, got {chunk_size}")
+    bands = [str(b) for b in features["band"].values]
+    build = {
+        "grid": grid.to_attrs(),
+        "bands": bands,
+        "chunk_size": int(chunk_size),
+        "stac_items": sorted(str(s) for s in stac_items),
+        "attrs": dict(attrs or {}),
+    }
+    fingerprint = _fingerprint(build)
+
+    status = cube_status(path)
+    if status == "foreign":
+        raise FileExistsError(f"{path} exists and is not a glacierstack cube; choose another path")
+    if status == "complete":
+        if not overwrite:
+            raise FileExistsError(f"{path} already holds a complete cube; pass overwrite=True")
+        _remove_store(path)
+    elif status == "incomplete":
+        old = (_read_root_attrs(path) or {}).get("_build", {})
+        if old.get("fingerprint") != fingerprint:
+            if not overwrite:
+                changed = [k for k in build if old.get("params", {}).get(k) != _jsonable(build[k])]
+                raise CubeError(
+                    f"{path} holds an unfinished cube from a different build (differs in "
+                    f"{changed or 'unknown parameters'}); pass overwrite=True to replace it"
+                )
+            _remove_store(path)
+
+    root_attrs = {
+        **dict(attrs or {}),
+        "grid": grid.to_attrs(),
+        "bands": bands,
+        "classes": class_table(),
+        "stac_items": list(build["stac_items"]),
+        "software": _software(),
+        "chunk_size": int(chunk_size),
+        "_build": {"fingerprint": fingerprint, "params": _jsonable(build)},
+    }
+    if not path.exists():
+        shutil.rmtree(path / PROGRESS_DIR, ignore_errors=True)
+        ds = _template(bands, grid, chunk_size, root_attrs, compression_level)
+        ds.to_zarr(path, mode="w-", compute=False, zarr_format=ZARR_FORMAT, consolidated=True)
+    progress_dir = path / PROGRESS_DIR
+    # tiles: one Dask block == one Zarr chunk, so no two tasks ever touch the same chunk
+    h, w = grid.shape
+    rows = da.core.normalize_chunks(min(chunk_size, h), (h,))[0]
+    cols = da.core.normalize_chunks(min(chunk_size, w), (w,))[0]
+    fdata = _as_dask(features.data).astype(np.float32).rechunk((len(bands), rows, cols))
+    ldata = _as_dask(labels.data).astype(np.uint8).rechunk((rows, cols))
+    fblocks = fdata.to_delayed(optimize_graph=False)[0]
+    lblocks = ldata.to_delayed(optimize_graph=False)
+    write = dask.delayed(_write_block, pure=False)
+    tasks = []
+    for name, blocks in (("features", fblocks), ("labels", lblocks)):
+        (progress_dir / name).mkdir(parents=True, exist_ok=True)
+        for i, ys in enumerate(_tile_slices(rows)):
+            for j, xs in enumerate(_tile_slices(cols)):
+                marker = progress_dir / name / f"{i}.{j}"
+                if marker.exists():
+                    continue
+                region = (slice(None), ys, xs) if name == "features" else (ys, xs)
+                tasks.append(write(blocks[i, j], str(path), name, region, str(marker)))
+    n_tiles = 2 * len(rows) * len(cols)
+    if len(tasks) < n_tiles:
+        desc = f"resuming {path.name} ({n_tiles - len(tasks)}/{n_tiles} chunks already written)"
+    else:
+        desc = f"writing {path.name}"
+    _run_tasks(tasks, desc, progress)
+    _finalise(path, bands, progress)
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _as_dask(data: Any) -> da.Array:
+    return data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
+
+
+def _finalise(path: Path, bands: list[str], progress: bool) -> None:
+    """Statistics from the written store, then ``complete: true``, consolidation, cleanup."""
+    feats = da.from_zarr(str(path), component="features")
+    labs = da.from_zarr(str(path), component="labels")
+    x64 = feats.astype(np.float64)
+    finite = da.isfinite(feats)
+    count = finite.sum(axis=(1, 2))
+    total = da.where(finite, x64, 0.0).sum(axis=(1, 2))
+    mean_lazy = total / da.maximum(count, 1)
+    # second pass around the mean (numerically stable for e.g. elevation in metres)
+    dev = da.where(finite, x64 - mean_lazy[:, None, None], 0.0)
+    var_lazy = (dev**2).sum(axis=(1, 2)) / da.maximum(count, 1)
+    hist = da.bincount(labs.ravel(), minlength=256)
+    with tqdm(total=1, desc="normalisation statistics", disable=not progress) as bar:
+        n, mean, var, hist = dask.compute(count, mean_lazy, var_lazy, hist)
+        bar.update(1)
+    empty = [b for b, k in zip(bands, n, strict=True) if k == 0]
+    if empty:
+        raise CubeError(
+            f"layer(s) {empty} have no valid pixel in {path} (all NaN: the modality does not "
+            "cover the region, or every scene was nodata); the store is left incomplete"
+        )
+    std = np.sqrt(var)
+    flat = [b for b, s in zip(bands, std, strict=True) if s == 0]
+    if flat:
+        warnings.warn(f"layer(s) {flat} are constant over the region (std 0)", stacklevel=3)
+    group = zarr.open_group(str(path), mode="r+", zarr_format=ZARR_FORMAT)
+    group["band_mean"][:] = mean
+    group["band_std"][:] = std
+    npix = int(np.prod(feats.shape[1:]))
+    attrs = dict(group.attrs)
+    attrs.update(
+        band_valid_fraction=[float(k) / npix for k in n],
+        class_counts={c.name: int(hist[c.id]) for c in CLASSES} | {"nodata": int(hist[255])},
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    attrs["complete"] = True  # last: only now does the store read as a cube
+    group.attrs.put(attrs)  # one write of .zattrs
+    with warnings.catch_warnings():  # the .progress folder is not a Zarr node, on purpose
+        warnings.filterwarnings("ignore", message=".*not recognized as a component")
+        zarr.consolidate_metadata(str(path), zarr_format=ZARR_FORMAT)
+    shutil.rmtree(path / PROGRESS_DIR, ignore_errors=True)
+
+
+def open_cube(path: str | os.PathLike[str], *, chunks: Any = "store") -> xr.Dataset:
+    """Open a complete cube written by :func:`write_cube`.
+
+    Parameters
+    ----------
+    path
+        The Zarr store.
+    chunks
+        ``"store"`` (default) for Dask chunks equal to the Zarr chunks, or any ``chunks``
+        argument of :func:`xarray.open_zarr` (``None`` loads NumPy arrays lazily).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``features``, ``labels``, ``band_mean``, ``band_std`` with coords ``band``, ``y``, ``x``,
+        ``spatial_ref`` (``ds.rio.crs`` works) and the provenance attrs.
+
+    Raises
+    ------
+    FileNotFoundError
+        No store at ``path``.
+    IncompleteCubeError
+        The store was never finished (interrupted build): rerun the same build to resume it.
+    CubeError
+        The store is not a glacierstack cube or its class table differs from this version's.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no cube at {p}")
+    status = cube_status(p)
+    if status == "foreign":
+        raise CubeError(f"{p} is not a glacierstack cube (no Zarr group with cube attrs)")
+    try:
+        ds = xr.open_zarr(
+            p,
+            consolidated=True,
+            decode_coords="all",
+            mask_and_scale=False,  # keep labels uint8 (255 = nodata) and features float32
+            chunks={} if chunks == "store" else chunks,
+            zarr_format=ZARR_FORMAT,
+        )
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        if status == "incomplete":
+            raise IncompleteCubeError(_incomplete_msg(p)) from exc
+        raise CubeError(f"cannot open cube {p}: {exc}") from exc
+    if ds.attrs.get("complete") is not True:
+        raise IncompleteCubeError(_incomplete_msg(p))
+    missing = {"features", "labels", "band_mean", "band_std"} - set(ds.data_vars)
+    if missing:
+        raise CubeError(f"cube {p} lacks variables {sorted(missing)}")
+    check_class_table(ds.attrs["classes"])
+    return ds
+
+
+def _incomplete_msg(p: Path) -> str:
+    return (
+        f"cube {p} is incomplete (its build was interrupted or failed); rerun the same "
+        "build to resume it, or rebuild with overwrite=True"
+    )
