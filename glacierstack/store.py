@@ -252,6 +252,7 @@ def write_cube(
     grid: Grid | None = None,
     stac_items: Sequence[str] = (),
     attrs: Mapping[str, Any] | None = None,
+    resume_key: Mapping[str, Any] | None = None,
     chunk_size: int = 512,
     overwrite: bool = False,
     progress: bool = True,
@@ -274,8 +275,10 @@ def write_cube(
         STAC item ids the cube was built from (provenance).
     attrs
         Extra JSON-serialisable root attrs (build parameters: catalog, datetime, label rules,
-        ...). They are part of the build fingerprint that decides whether an incomplete store
-        can be resumed.
+        ...).
+    resume_key
+        JSON-serialisable description of the build request; an incomplete store is resumed
+        only if grid, bands, chunking, STAC items and this key all match. Default: ``attrs``.
     chunk_size
         Spatial chunk size; every chunk holds all bands of one ``chunk_size``² tile.
     overwrite
@@ -312,7 +315,7 @@ def write_cube(
         "bands": bands,
         "chunk_size": int(chunk_size),
         "stac_items": sorted(str(s) for s in stac_items),
-        "attrs": dict(attrs or {}),
+        "request": dict(resume_key if resume_key is not None else (attrs or {})),
     }
     fingerprint = _fingerprint(build)
 
