@@ -25,6 +25,8 @@ the failure with plain stackstac on the real recorded items, then that the shim 
 5. **pixel-corner coordinates by default**: stackstac labels x/y with the upper-left corner of
    each pixel (``xy_coords="topleft"``); glacierstack grids use pixel centres, so :func:`stack`
    passes ``xy_coords="center"`` (not a bug, an easily missed default).
+6. **affine >= 2.4 ``PendingDeprecationWarning``** ("Use `@` matmul instead of `*`") from
+   stackstac's ``geom_utils`` on every item: harmless, silenced inside :func:`stack` only.
 """
 
 from __future__ import annotations
@@ -154,6 +156,9 @@ def stack(
         # stackstac/pandas chatter about timezone-naive datetimes; not actionable here.
         warnings.filterwarnings("ignore", message=".*[Tt]ime ?zone.*")
         warnings.filterwarnings("ignore", message=".*no `type` specified.*")
+        warnings.filterwarnings(
+            "ignore", message="Use `@` matmul", category=PendingDeprecationWarning
+        )
         return stackstac.stack(
             dicts,
             assets=list(assets),
