@@ -397,8 +397,10 @@ class FeatureContext:
         if isinstance(grid, Mapping) and "crs" in grid:
             return CRS.from_user_input(grid["crs"])
         try:
+            import rioxarray  # noqa: F401  (registers the .rio accessor)
+
             crs = self.raw.rio.crs
-        except Exception:  # rioxarray missing/unset
+        except Exception:  # rioxarray missing, or no CRS recorded
             crs = None
         return CRS.from_user_input(crs) if crs is not None else None
 
