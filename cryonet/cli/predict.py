@@ -1,0 +1,81 @@
+"""``cryonet predict`` and ``cryonet export``: map a cube with a checkpoint, export the map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cryonet.cli import app
+
+
+@app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint file (.pt) from cryonet train.")],
+    cube: Annotated[Path, typer.Option(help="Zarr feature cube holding the model's bands.")],
+    out: Annotated[Path, typer.Option(help="Output Zarr mosaic (resumed if unfinished).")],
+    tile_size: Annotated[int, typer.Option(help="Tile side in pixels.")] = 256,
+    overlap: Annotated[int, typer.Option(help="Overlap of consecutive tiles in pixels.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 8,
+    chunk_size: Annotated[
+        int | None, typer.Option(help="Output chunk (task) side; default >= 1024, stride multiple.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    amp: Annotated[bool, typer.Option(help="Mixed-precision forward pass.")] = False,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (tcp://host:8786).")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Start a LocalCluster with N single-threaded worker processes."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing mosaic.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Predict a whole cube in overlapping, Hann-blended tiles into a Zarr mosaic."""
+    from cryonet.infer import predict as run
+
+    if scheduler is not None and workers is not None:
+        raise typer.BadParameter("give either --scheduler or --workers, not both")
+    sched = scheduler if scheduler is not None else ("local-cluster" if workers else None)
+    path = run(
+        checkpoint,
+        cube,
+        out,
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        device=device,
+        amp=amp,
+        scheduler=sched,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    typer.echo(str(path))
+
+
+@app.command()
+def export(
+    mosaic: Annotated[Path, typer.Argument(help="Zarr mosaic from cryonet predict.")],
+    cog: Annotated[
+        Path | None, typer.Option(help="Write the class map as a Cloud-Optimized GeoTIFF.")
+    ] = None,
+    polygons: Annotated[
+        Path | None, typer.Option(help="Write glacier/debris/lakes outlines to a GeoPackage.")
+    ] = None,
+    min_area_km2: Annotated[float, typer.Option(help="Drop smaller polygons.")] = 0.0,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+) -> None:
+    """Export a mosaic's class map (COG) and/or outline polygons (GeoPackage)."""
+    from cryonet.export import export_cog, export_polygons
+
+    if cog is None and polygons is None:
+        raise typer.BadParameter("nothing to do: give --cog and/or --polygons")
+    if cog is not None:
+        typer.echo(str(export_cog(mosaic, cog, overwrite=overwrite)))
+    if polygons is not None:
+        path = export_polygons(mosaic, polygons, min_area_km2=min_area_km2, overwrite=overwrite)
+        typer.echo(str(path))
