@@ -127,8 +127,8 @@ def test_cli_stac_from_files_and_search(tmp_path, crops):
     out = tmp_path / "cat"
     res = runner.invoke(
         app,
-        ["stac-from-files", *map(str, crops), "--out", str(out), "--collection", "its-live-velocity",
-         "--datetime", "2018", "--copy"],
+        ["stac-from-files", *map(str, crops), "--out", str(out),
+         "--collection", "its-live-velocity", "--datetime", "2018", "--copy"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert (out / "catalog.json").is_file()
