@@ -79,13 +79,13 @@ def stac_from_files(
     out: str | Path,
     *,
     collection: str,
-    datetime: str,
+    datetime: str | None = None,
     pattern: str = DEFAULT_PATTERN,
     copy: bool = False,
     catalog_id: str = "byo",
     description: str = "Local rasters (glacierstack stac-from-files)",
 ) -> Path:
-    """Write a static STAC catalog describing local single-band rasters.
+    r"""Write a static STAC catalog describing local single-band rasters.
 
     Parameters
     ----------
@@ -99,8 +99,11 @@ def stac_from_files(
     datetime
         Acquisition date or window (``2018-10-15``, ``2018``, ``2014-01-01/2022-12-31``); a
         window sets ``start_datetime``/``end_datetime`` and ``datetime`` to its start.
+        May be omitted when ``pattern`` has a ``date`` group.
     pattern
-        Regular expression on the file stem with named groups ``item`` and ``asset``.
+        Regular expression on the file stem with named groups ``item`` and ``asset``, and
+        optionally ``date`` (``YYYYMMDD`` or ``YYYY-MM-DD``, overriding ``datetime`` per item),
+        e.g. ``^(?P<item>S1_(?P<date>\d{8}))_(?P<asset>vv)$``.
     copy
         Copy the files next to the items (self-contained catalog) instead of referencing them.
     catalog_id, description
@@ -124,12 +127,12 @@ def stac_from_files(
         raise ValueError(
             f"pattern {pattern!r} needs the named groups (?P<item>...) and (?P<asset>...)"
         )
-    start, end = parse_datetime(datetime)
-    if start is None:
-        raise ValueError(f"datetime {datetime!r} needs a start date")
-    single_day = end is not None and (end - start) <= dt.timedelta(days=1)
+    has_date = "date" in regex.groupindex
+    if datetime is None and not has_date:
+        raise ValueError("give datetime, or a pattern with a (?P<date>...) group")
 
     groups: dict[str, dict[str, Path]] = {}
+    item_dates: dict[str, str | None] = {}
     for f in files:
         p = Path(f).expanduser().resolve()
         if not p.is_file():
@@ -138,6 +141,10 @@ def stac_from_files(
         if not m:
             raise ValueError(f"file stem {p.stem!r} does not match pattern {pattern!r}")
         item_id, asset = m.group("item"), m.group("asset")
+        date = m.group("date") if has_date else None
+        if date and re.fullmatch(r"\d{8}", date):
+            date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
+        item_dates[item_id] = date or datetime
         if asset in groups.setdefault(item_id, {}):
             raise ValueError(
                 f"item {item_id!r} gets asset {asset!r} twice: {groups[item_id][asset]} and {p}"
@@ -147,6 +154,10 @@ def stac_from_files(
     # Read every file first: nothing is written if one fails.
     items = []
     for item_id, assets in sorted(groups.items()):
+        start, end = parse_datetime(item_dates[item_id])
+        if start is None:
+            raise ValueError(f"item {item_id!r}: datetime {item_dates[item_id]!r} has no start")
+        single_day = end is not None and (end - start) <= dt.timedelta(days=1)
         fields = {}
         crss, bboxes = set(), []
         for key, p in assets.items():

@@ -109,9 +109,14 @@ def stac_from_files_cmd(
     files: Annotated[list[Path], typer.Argument(help="Single-band GeoTIFF/COG files")],
     out: Annotated[Path, typer.Option(help="Output folder for catalog.json")],
     collection: Annotated[str, typer.Option(help="Collection id, e.g. its-live-velocity")],
-    datetime: Annotated[str, typer.Option(help="Date or window, e.g. 2018 or 2018-10-15")],
+    datetime: Annotated[
+        str | None, typer.Option(help="Date or window, e.g. 2018 or 2018-10-15")
+    ] = None,
     pattern: Annotated[
-        str, typer.Option(help="Regex on file stems with groups (?P<item>) and (?P<asset>)")
+        str,
+        typer.Option(
+            help="Regex on file stems with groups (?P<item>) and (?P<asset>), optional (?P<date>)"
+        ),
     ] = r"^(?P<item>.+)_(?P<asset>[^_]+)$",
     copy: Annotated[bool, typer.Option(help="Copy the files into the catalog folder")] = False,
 ) -> None:
