@@ -42,16 +42,22 @@ def _asset_fields(path: Path) -> tuple[dict[str, Any], str | None, list[float]]:
         if ds.crs is None:
             raise ValueError(f"{path}: has no CRS; cannot place it on a grid")
         epsg = ds.crs.to_epsg()
+        is_complex = ds.dtypes[0].startswith("complex")
         item = rio_stac.create_stac_item(
             ds,
             input_datetime=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
             with_proj=True,
-            with_raster=True,
+            # rio-stac's statistics/histogram fail on complex data: band fields by hand then
+            with_raster=not is_complex,
             raster_max_size=256,
         )
         rb = item.assets["asset"].extra_fields.get("raster:bands", [{}])
         band = dict(rb[0]) if rb else {}
         band.pop("histogram", None)
+        # rio-stac writes the GDAL defaults scale 1 / offset 0 even when the file declares no
+        # encoding; keep only a declared one so the provider config's convention applies.
+        band.pop("scale", None)
+        band.pop("offset", None)
         band["data_type"] = ds.dtypes[0]
         if ds.nodata is not None:
             band["nodata"] = ds.nodata
