@@ -24,7 +24,7 @@ Definitions (fractions in ``[0, 1]``, plotted in percentage points):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +36,8 @@ ShuffleMode = Literal["samples", "pixels"]
 
 __all__ = [
     "ImportanceResult",
+    "importance_from_checkpoint",
+    "load_test_patches",
     "metrics_from_confusion",
     "permutation_importance",
     "plot_importance",
@@ -447,3 +449,141 @@ def plot_importance(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+# --------------------------------------------------------------------------- cube + checkpoint
+def load_test_patches(
+    cube: str | Path,
+    windows: np.ndarray,
+    patch_size: int,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read patches of a cube, normalised with given statistics (e.g. a checkpoint's).
+
+    Parameters
+    ----------
+    cube
+        Zarr cube (``glacierstack.store`` layout).
+    windows
+        ``(n, 2)`` patch origins ``[y0, x0]`` (e.g. ``PatchSplit.subset("test")``).
+    patch_size
+        Patch edge in pixels.
+    mean, std
+        Per-band normalisation statistics in the cube's band order.
+
+    Returns
+    -------
+    x, y
+        ``(n, C, P, P)`` float32 normalised inputs (missing values -> 0, the band mean) and
+        ``(n, P, P)`` uint8 labels (255 = nodata), as :class:`cryonet.data.PatchDataset` gives.
+    """
+    from cryonet.data import CubeSource, PatchDataset
+
+    source = CubeSource(cube)
+    source.mean = np.asarray(mean, dtype=np.float32)
+    source.std = np.asarray(std, dtype=np.float32)
+    ds = PatchDataset(source, windows, patch_size)
+    n = len(ds)
+    x = np.empty((n, source.n_bands, patch_size, patch_size), np.float32)
+    y = np.empty((n, patch_size, patch_size), np.uint8)
+    for i in range(n):
+        xi, yi = ds[i]
+        x[i], y[i] = xi.numpy(), yi.numpy()
+    return x, y
+
+
+def importance_from_checkpoint(
+    checkpoint: str | Path,
+    cube: str | Path,
+    out: str | Path | None = None,
+    *,
+    split: str | Path | None = None,
+    patch_size: int = 128,
+    max_samples: int | None = None,
+    repeats: int = 3,
+    seed: int = 0,
+    mode: ShuffleMode = "samples",
+    batch_size: int = 8,
+    device: str = "cpu",
+    top: int = 15,
+    progress: bool = True,
+) -> ImportanceResult:
+    """Permutation importance of a checkpoint on the test patches of a cube.
+
+    Parameters
+    ----------
+    checkpoint
+        Trained model (:mod:`cryonet.checkpoint`); its normalisation statistics are used.
+    cube
+        Zarr cube with the checkpoint's bands.
+    out
+        If given, writes ``importance.csv`` (+ ``importance.json``) and the Fig.-10-style
+        chart ``importance.png`` there.
+    split
+        ``split.json`` of the training run (or the run directory holding it), so the test
+        patches are the ones the model never saw. Default: a new random split of the cube
+        (:func:`cryonet.data.make_split` with ``patch_size`` and ``seed``) — only meaningful
+        for a cube the model was not trained on.
+    patch_size
+        Patch edge when no ``split`` is given.
+    max_samples
+        Use at most this many test patches (a seeded random subset), to bound the run time.
+    repeats, seed, mode, batch_size, device, progress
+        See :func:`permutation_importance`.
+    top
+        Bands per panel of the chart.
+
+    Returns
+    -------
+    ImportanceResult
+    """
+    from cryonet.checkpoint import load_model
+    from cryonet.data import SPLIT_FILE, CubeSource, PatchSplit, SplitConfig, make_split
+
+    checkpoint, cube = Path(checkpoint), Path(cube)
+    source = CubeSource(cube)
+    model, meta = load_model(checkpoint, map_location=device, bands=list(source.bands))
+    if split is not None:
+        sp_path = Path(split)
+        sp_path = sp_path / SPLIT_FILE if sp_path.is_dir() else sp_path
+        sp = PatchSplit.from_json(sp_path)
+        sp.check_cube(source)
+    else:
+        sp_path = None
+        sp = make_split(source, SplitConfig(patch_size=patch_size, val_fraction=0.0, seed=seed))
+    windows = sp.subset("test")
+    if max_samples is not None and len(windows) > max_samples:
+        pick = np.sort(np.random.default_rng(seed).choice(len(windows), max_samples, replace=False))
+        windows = windows[pick]
+    del source
+    x, y = load_test_patches(cube, windows, sp.patch_size, mean=meta["mean"], std=meta["std"])
+    res = permutation_importance(
+        model,
+        x,
+        y,
+        bands=meta["bands"],
+        classes=[str(c["name"]) for c in meta["classes"]],
+        repeats=repeats,
+        seed=seed,
+        mode=mode,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
+    res = replace(
+        res,
+        meta={
+            "checkpoint": str(checkpoint),
+            "cube": str(cube),
+            "split": str(sp_path) if sp_path else "new random split",
+            "patch_size": sp.patch_size,
+            "windows": windows.tolist(),
+        },
+    )
+    if out is not None:
+        out = Path(out)
+        res.to_csv(out / "importance.csv")
+        plot_importance(res, out / "importance.png", top=top)
+    return res
