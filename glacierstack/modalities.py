@@ -23,6 +23,7 @@ disagree on how the Sentinel-2 processing-baseline 04.00 offset (-1000 DN) is ex
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -228,8 +229,13 @@ def provider_from_dict(d: Mapping[str, Any], path: Path | None = None) -> Provid
 
 
 def load_provider(path: str | Path) -> ProviderConfig:
-    """Read one provider YAML file (``yaml.safe_load``)."""
-    p = Path(path)
+    """Read one provider YAML file (``yaml.safe_load``; cached until the file changes)."""
+    p = Path(path).resolve()
+    return _load_provider_cached(p, p.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_provider_cached(p: Path, mtime_ns: int) -> ProviderConfig:
     with p.open() as f:
         d = yaml.safe_load(f)
     if not isinstance(d, dict):
