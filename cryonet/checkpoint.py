@@ -45,10 +45,13 @@ REQUIRED_KEYS = ("format", "version", "state_dict", "model", "bands", "mean", "s
 
 def _plain(obj: Any, where: str) -> Any:
     """Convert ``obj`` to dicts/lists/str/int/float/bool/None/tensors, or raise ``TypeError``."""
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
+    if obj is None:
+        return None
     if isinstance(obj, np.generic):
         return obj.item()
+    for kind in (bool, int, float, str):  # exact builtins (np.float64, TorchVersion are subclasses)
+        if isinstance(obj, kind):
+            return kind(obj)
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, torch.Tensor):
@@ -168,7 +171,7 @@ def save_checkpoint(
         "classes": table,
         "epoch": None if epoch is None else int(epoch),
         "metrics": _plain(dict(metrics or {}), "metrics"),
-        "software": {"cryonet": cryonet.__version__, "torch": torch.__version__},
+        "software": {"cryonet": str(cryonet.__version__), "torch": str(torch.__version__)},
         "extra": _plain(dict(extra or {}), "extra"),
     }
     path = Path(path)
