@@ -14,7 +14,7 @@ from glacierstack.byo import stac_from_files
 from glacierstack.catalog import open_catalog
 from glacierstack.grid import Grid
 from glacierstack.modalities import get_provider
-from glacierstack.stack import load_modalities
+from glacierstack.stack import OdcStacLoader, StackstacLoader, load_modalities
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::PendingDeprecationWarning")
 
@@ -79,8 +79,11 @@ def region(tmp_path_factory):
 GRID = Grid(CRS, (X0, Y1 - 300, X0 + 500, Y1), 10.0)
 
 
-def test_s2_mosaic_scale_offset_and_nodata(region):
-    ds = load_modalities({"s2": region["s2"]}, GRID, "2018-10", provider="synthetic").compute()
+@pytest.mark.parametrize("loader", [StackstacLoader(), OdcStacLoader()], ids=["stackstac", "odc"])
+def test_s2_mosaic_scale_offset_and_nodata(region, loader):
+    ds = load_modalities(
+        {"s2": region["s2"]}, GRID, "2018-10", provider="synthetic", loader=loader
+    ).compute()
     assert ds.attrs["stac_items"] == ["a_west", "b_east"]
     for k, band in enumerate(ds.data_vars):
         v = ds[band].values
@@ -93,10 +96,12 @@ def test_s2_mosaic_scale_offset_and_nodata(region):
         np.testing.assert_allclose(v[10:15, 23:26], east_val, rtol=1e-6)  # hole filled by east
 
 
-def test_dem_lst_units_and_nodata(region):
+@pytest.mark.parametrize("loader", [StackstacLoader(), OdcStacLoader()], ids=["stackstac", "odc"])
+def test_dem_lst_units_and_nodata(region, loader):
     ds = load_modalities(
-        {"dem": region["dem"], "lst": region["lst"]}, GRID, "2018-10", provider="synthetic"
-    ).compute()
+        {"dem": region["dem"], "lst": region["lst"]}, GRID, "2018-10", provider="synthetic",
+        loader=loader,
+    ).compute()  # fmt: skip
     assert np.isnan(ds.elevation.values[0, 0])  # nodata -32767 -> NaN
     inner = ds.elevation.values[5:-5, 5:-5]
     assert np.isfinite(inner).all() and 4000 <= inner.min() and inner.max() <= 5000
