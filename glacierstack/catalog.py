@@ -504,14 +504,45 @@ def select_items(
         _, i = min(gaps)
         chosen = [full[i], full[i + 1]]
     else:
-        best_cov = max(s[1] for s in scored)
-        pool = [s for s in scored if s[1] >= min(min_coverage, best_cov)]
-        pool.sort(key=lambda s: (s[2], _neg_date(s[3])))
-        chosen = [pool[0]]
+        return _select_best(scored, aoi, min_coverage)
     return Selection(
         acquisitions=tuple(tuple(s[0]) for s in chosen),
         coverage=tuple(s[1] for s in chosen),
     )
+
+
+def _select_best(scored: list, aoi: Any, min_coverage: float) -> Selection:
+    """One acquisition if one covers the AOI, else a greedy mosaic of several.
+
+    Scenes west and east of each other often come from different days (adjacent Landsat paths
+    are 7-9 days apart); they are then mosaicked as one acquisition, best group first.
+    """
+    ranked = sorted(scored, key=lambda s: (s[2], _neg_date(s[3])))
+    complete = [s for s in ranked if s[1] >= min_coverage]
+    if complete:
+        chosen = [complete[0]]
+    else:
+        chosen, covered = [], shapely.geometry.Polygon()
+        remaining = list(ranked)
+        while remaining:
+            gains = [_coverage_gain(s[0], covered, aoi) for s in remaining]
+            best_gain = max(gains)
+            if best_gain < 0.01:
+                break
+            # the best-scored group among those adding (nearly) the most area
+            pick = next(s for s, g in zip(remaining, gains, strict=True) if g >= 0.9 * best_gain)
+            chosen.append(pick)
+            remaining.remove(pick)
+            covered = shapely.unary_union([covered] + [_item_geometry(it) for it in pick[0]])
+            if covered.intersection(aoi).area / aoi.area >= min_coverage:
+                break
+    items = tuple(it for s in chosen for it in s[0])
+    return Selection(acquisitions=(items,), coverage=(_coverage(items, aoi),))
+
+
+def _coverage_gain(items: Sequence[pystac.Item], covered: Any, aoi: Any) -> float:
+    geom = shapely.unary_union([_item_geometry(it) for it in items]).intersection(aoi)
+    return float(geom.difference(covered).area / aoi.area) if aoi.area > 0 else 0.0
 
 
 def _neg_date(day: str) -> int:

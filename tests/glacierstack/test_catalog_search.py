@@ -165,6 +165,10 @@ def test_best_acquisition_prefers_complete_then_least_cloud():
     sel = select_items(items, spec, aoi)
     # it2 is clearer but covers only part of the AOI
     assert sel.item_ids == ["it3"]
+    # no single acquisition covers the AOI: adjacent scenes of different days are mosaicked
+    west, east = item(5, 10, 30.0, -0.5), item(6, 17, 10.0, 0.5)
+    sel = select_items([west, east, item(7, 12, 0.0, 5.0)], spec, aoi)
+    assert sel.item_ids == ["it6", "it5"] and sel.coverage[0] == pytest.approx(1.0)
     pair_spec = get_provider("synthetic").modality("insar")
     pair = select_items(items + [item(4, 20, 0.0, 0.0)], pair_spec, aoi)
     assert pair.item_ids == ["it1", "it3"]  # shortest separation among complete ones, earlier first
