@@ -27,8 +27,10 @@ from pyproj import CRS
 
 from glacierstack.dispatch import Boundary, apply_kernel
 from glacierstack.kernels import (
+    GLCM_PROPERTIES,
     boxcar_coherence,
     glcm_dissimilarity,
+    glcm_properties,
     horn_slope_aspect,
     normalized_difference,
 )
@@ -42,6 +44,7 @@ __all__ = [
     "PCAFit",
     "compute_features",
     "fit_pca",
+    "glcm_texture",
 ]
 
 # ---------------------------------------------------------------------------------- options
@@ -449,6 +452,63 @@ def _glcm(ctx: FeatureContext) -> xr.DataArray:
         boundary=ctx.options.edges,
         args=(p.window, p.levels, *p.value_range, np.asarray(p.offsets, dtype=np.int64)),
     )
+
+
+def glcm_texture(
+    image: xr.DataArray,
+    props: tuple[str, ...] = ("dissimilarity",),
+    params: GLCMParams | None = None,
+    *,
+    symmetric: bool = False,
+    edges: Boundary = "reflect",
+) -> xr.DataArray:
+    """Sliding-window GLCM texture properties of a 2-D image (NumPy- or Dask-backed).
+
+    Parameters
+    ----------
+    image
+        2-D ``(y, x)`` DataArray.
+    props
+        Names from :data:`glacierstack.kernels.GLCM_PROPERTIES` (scikit-image's
+        ``graycoprops`` definitions). Dissimilarity alone uses the O(1)-per-pixel running-sum
+        path; any other property uses the per-window co-occurrence matrix path
+        (O(levels^2) per pixel, far slower).
+    params
+        Window, levels, quantisation range and offsets (``params.source`` is ignored).
+    symmetric
+        ``graycomatrix(symmetric=...)``; irrelevant for contrast, dissimilarity, homogeneity.
+    edges
+        Edge rule, see :data:`glacierstack.dispatch.Boundary`.
+
+    Returns
+    -------
+    xarray.DataArray
+        float32 ``(property, y, x)``.
+    """
+    p = params or GLCMParams()
+    unknown = [n for n in props if n not in GLCM_PROPERTIES]
+    if unknown or not props:
+        raise ValueError(f"unknown GLCM properties {unknown}; expected some of {GLCM_PROPERTIES}")
+    off = np.asarray(p.offsets, dtype=np.int64)
+    common = {"depth": p.window // 2, "boundary": edges, "outputs": tuple(props)}
+    if tuple(props) == ("dissimilarity",):
+        args: tuple[Any, ...] = (p.window, p.levels, *p.value_range, off)
+        kernel = _single_as_stack(glcm_dissimilarity)
+    else:
+        codes = np.array([GLCM_PROPERTIES.index(n) for n in props], dtype=np.int64)
+        args = (p.window, p.levels, *p.value_range, off, codes, bool(symmetric))
+        kernel = glcm_properties
+    out = apply_kernel(kernel, image.astype(np.float32), args=args, **common)
+    return out.rename({"output": "property"})
+
+
+def _single_as_stack(kernel: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    def stacked(*a: Any) -> np.ndarray:
+        return kernel(*a)[None]
+
+    stacked.__name__ = kernel.__name__
+    stacked.__module__ = kernel.__module__
+    return stacked
 
 
 def _velocity(ctx: FeatureContext) -> xr.DataArray:

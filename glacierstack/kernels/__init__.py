@@ -13,14 +13,21 @@ can apply it to NumPy arrays and to Dask chunks alike:
 Elementwise kernels (radius 0) take and return arrays of one shape.
 """
 
-from glacierstack.kernels.glcm import glcm_dissimilarity, quantize
+from glacierstack.kernels.glcm import (
+    GLCM_PROPERTIES,
+    glcm_dissimilarity,
+    glcm_properties,
+    quantize,
+)
 from glacierstack.kernels.insar import boxcar_coherence
 from glacierstack.kernels.spectral import normalized_difference
 from glacierstack.kernels.terrain import horn_slope_aspect
 
 __all__ = [
+    "GLCM_PROPERTIES",
     "boxcar_coherence",
     "glcm_dissimilarity",
+    "glcm_properties",
     "horn_slope_aspect",
     "normalized_difference",
     "quantize",

@@ -157,3 +157,172 @@ def glcm_dissimilarity(
     for k in range(offsets.shape[0]):
         _dissimilarity_sums(q, window, offsets[k, 0], offsets[k, 1], out, weight)
     return out
+
+
+GLCM_PROPERTIES: tuple[str, ...] = (
+    "contrast",
+    "dissimilarity",
+    "homogeneity",
+    "ASM",
+    "energy",
+    "entropy",
+    "mean",
+    "variance",
+    "std",
+    "correlation",
+)
+"""Properties of :func:`glcm_properties`, with scikit-image's ``graycoprops`` definitions;
+pass their indices in this tuple as the kernel's ``props`` argument."""
+
+
+@njit(cache=True, nogil=True)
+def _props_of_counts(
+    c: np.ndarray, n: int, symmetric: bool, props: np.ndarray, out: np.ndarray, weight: float
+) -> None:  # pragma: no cover - jit
+    """Add ``weight *`` each requested property of the count matrix ``c`` (n pairs) to ``out``."""
+    levels = c.shape[0]
+    norm = 1.0 / (2.0 * n) if symmetric else 1.0 / n
+    # marginals and means of the normalised matrix P
+    mi = 0.0
+    mj = 0.0
+    for i in range(levels):
+        for j in range(levels):
+            cij = c[i, j] + c[j, i] if symmetric else c[i, j]
+            if cij:
+                p = cij * norm
+                mi += i * p
+                mj += j * p
+    contrast = 0.0
+    dissim = 0.0
+    homog = 0.0
+    asm = 0.0
+    ent = 0.0
+    vi = 0.0
+    vj = 0.0
+    cov = 0.0
+    for i in range(levels):
+        for j in range(levels):
+            cij = c[i, j] + c[j, i] if symmetric else c[i, j]
+            if cij:
+                p = cij * norm
+                d = i - j
+                contrast += p * d * d
+                dissim += p * abs(d)
+                homog += p / (1.0 + d * d)
+                asm += p * p
+                ent -= p * np.log(p)
+                vi += p * (i - mi) * (i - mi)
+                vj += p * (j - mj) * (j - mj)
+                cov += p * (i - mi) * (j - mj)
+    for k in range(props.shape[0]):
+        code = props[k]
+        if code == 0:
+            v = contrast
+        elif code == 1:
+            v = dissim
+        elif code == 2:
+            v = homog
+        elif code == 3:
+            v = asm
+        elif code == 4:
+            v = np.sqrt(asm)
+        elif code == 5:
+            v = ent
+        elif code == 6:
+            v = mi
+        elif code == 7:
+            v = vi
+        elif code == 8:
+            v = np.sqrt(vi)
+        else:
+            si = np.sqrt(vi)
+            sj = np.sqrt(vj)
+            v = 1.0 if (si < 1e-15 or sj < 1e-15) else cov / (si * sj)
+        out[k] += weight * v
+
+
+@njit(cache=True, nogil=True)
+def glcm_properties(
+    padded: np.ndarray,
+    window: int,
+    levels: int,
+    vmin: float,
+    vmax: float,
+    offsets: np.ndarray,
+    props: np.ndarray,
+    symmetric: bool,
+) -> np.ndarray:  # pragma: no cover - jit
+    """Sliding-window GLCM properties (general path: one co-occurrence matrix per window).
+
+    The window's count matrix is updated incrementally as the window slides along a row
+    (pairs of the leaving column removed, of the entering column added), then each property
+    is evaluated from the normalised matrix: O(window) updates plus O(levels^2) per pixel and
+    offset. Use :func:`glcm_dissimilarity` for dissimilarity alone (O(1) per pixel).
+
+    Parameters
+    ----------
+    padded
+        2-D float image padded by ``window // 2``.
+    window, levels, vmin, vmax, offsets
+        As in :func:`glcm_dissimilarity`.
+    props
+        int64 indices into :data:`GLCM_PROPERTIES`.
+    symmetric
+        Count each pair in both orders (``graycomatrix(symmetric=True)``); changes ASM,
+        energy, entropy, mean, variance, std and correlation, not the other three.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(len(props), H - window + 1, W - window + 1)``, each property averaged over
+        the offsets; NaN where a pair in the window touches a missing pixel.
+    """
+    q = quantize(padded, levels, vmin, vmax)
+    r = window // 2
+    h = padded.shape[0] - 2 * r
+    w = padded.shape[1] - 2 * r
+    nprop = props.shape[0]
+    out = np.zeros((nprop, h, w), np.float32)
+    acc = np.zeros(nprop)
+    counts = np.zeros((levels, levels), np.int64)
+    weight = 1.0 / offsets.shape[0]
+    for i in range(h):
+        for k in range(offsets.shape[0]):
+            dy = offsets[k, 0]
+            dx = offsets[k, 1]
+            hy = window - abs(dy)
+            hx = window - abs(dx)
+            a0 = i + max(0, -dy)
+            b0 = max(0, -dx)
+            counts[:, :] = 0
+            bad = 0
+            for j in range(w):
+                if j == 0:
+                    cols_add = range(b0, b0 + hx)
+                else:
+                    cols_add = range(j + b0 + hx - 1, j + b0 + hx)
+                    co = j + b0 - 1  # origin column leaving the window
+                    for rr in range(a0, a0 + hy):
+                        u = q[rr, co]
+                        v = q[rr + dy, co + dx]
+                        if u < 0 or v < 0:
+                            bad -= 1
+                        else:
+                            counts[u, v] -= 1
+                for cc in cols_add:
+                    for rr in range(a0, a0 + hy):
+                        u = q[rr, cc]
+                        v = q[rr + dy, cc + dx]
+                        if u < 0 or v < 0:
+                            bad += 1
+                        else:
+                            counts[u, v] += 1
+                if bad > 0:
+                    for p in range(nprop):
+                        out[p, i, j] = np.nan
+                    continue
+                acc[:] = 0.0
+                _props_of_counts(counts, hy * hx, symmetric, props, acc, weight)
+                for p in range(nprop):
+                    out[p, i, j] += acc[p]
+    return out

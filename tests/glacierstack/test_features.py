@@ -233,3 +233,35 @@ def test_errors_name_what_is_missing():
         GLCMParams(window=6)
     with pytest.raises(ValueError, match="offset"):
         GLCMParams(window=3, offsets=((0, 3),))
+
+
+def test_glcm_texture_public_function_vs_kernels():
+    from glacierstack.features import glcm_texture
+    from glacierstack.kernels import GLCM_PROPERTIES, glcm_properties
+
+    raw = make_raw()
+    p = GLCMParams(window=5, levels=8, offsets=((0, 1),))
+    fast = glcm_texture(raw.B08, params=p)
+    assert fast.dims == ("property", "y", "x") and isinstance(fast.data, da.Array)
+    both = glcm_texture(raw.B08, ("dissimilarity", "entropy"), p, symmetric=True).compute()
+    np.testing.assert_allclose(
+        both.sel(property="dissimilarity"), fast.sel(property="dissimilarity"), atol=1e-6
+    )
+    ref = apply_kernel(
+        glcm_properties,
+        raw.B08.values,
+        depth=2,
+        boundary="reflect",
+        args=(
+            5,
+            8,
+            0.0,
+            1.0,
+            np.array([[0, 1]]),
+            np.array([GLCM_PROPERTIES.index("entropy")]),
+            True,
+        ),
+    )
+    np.testing.assert_array_equal(both.sel(property="entropy"), ref[0])
+    with pytest.raises(ValueError, match="unknown GLCM properties"):
+        glcm_texture(raw.B08, ("sharpness",))

@@ -9,7 +9,7 @@ from scipy import ndimage
 from skimage.feature import graycomatrix, graycoprops
 
 from glacierstack.dispatch import apply_kernel
-from glacierstack.kernels import glcm_dissimilarity, quantize
+from glacierstack.kernels import GLCM_PROPERTIES, glcm_dissimilarity, glcm_properties, quantize
 
 
 def _skimage_dissimilarity(q: np.ndarray, window: int, offsets, levels: int, symmetric: bool):
@@ -116,3 +116,60 @@ def test_numpy_and_dask_agree_across_chunk_boundaries(boundary, chunks):
     )
     assert isinstance(lazy, da.Array)
     np.testing.assert_array_equal(lazy.compute(), ours)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("offsets", [((0, 1),), ((1, -1), (2, 0))])
+def test_general_path_all_properties_vs_skimage_every_window(symmetric, offsets):
+    img = _image((14, 17), seed=11)
+    window, levels = 5, 8
+    props = np.arange(len(GLCM_PROPERTIES), dtype=np.int64)
+    off = np.asarray(offsets, dtype=np.int64)
+    ours = apply_kernel(
+        glcm_properties,
+        img,
+        depth=2,
+        boundary="nan",
+        args=(window, levels, 0.0, 1.0, off, props, symmetric),
+        outputs=GLCM_PROPERTIES,
+    )
+    q = quantize(img, levels, 0.0, 1.0).astype(np.uint8)
+    r = window // 2
+    dists = [float(np.hypot(dy, dx)) for dy, dx in offsets]
+    angles = [float(np.arctan2(dy, dx)) for dy, dx in offsets]
+    for i in range(r, img.shape[0] - r):
+        for j in range(r, img.shape[1] - r):
+            patch = q[i - r : i + r + 1, j - r : j + r + 1]
+            for k, prop in enumerate(GLCM_PROPERTIES):
+                ref = np.mean(
+                    [
+                        graycoprops(
+                            graycomatrix(
+                                patch, [d], [a], levels=levels, symmetric=symmetric, normed=True
+                            ),
+                            prop,
+                        )[0, 0]
+                        for d, a in zip(dists, angles, strict=True)
+                    ]
+                )
+                assert abs(ours[k, i, j] - ref) <= 2e-6 * max(1.0, abs(ref)), (prop, i, j)
+    assert np.isnan(ours[:, :r]).all()
+
+
+def test_general_path_dissimilarity_equals_fast_path_with_nans_and_chunks():
+    img = _image((90, 120), seed=12)
+    img[30:33, 40:42] = np.nan
+    off = np.array([[0, 1], [1, 1]], np.int64)
+    fast = apply_kernel(
+        glcm_dissimilarity, img, depth=3, boundary="reflect", args=(7, 16, 0.0, 1.0, off)
+    )
+    general = apply_kernel(
+        glcm_properties,
+        da.from_array(img, chunks=(37, 53)),
+        depth=3,
+        boundary="reflect",
+        args=(7, 16, 0.0, 1.0, off, np.array([1], np.int64), False),
+        outputs=("dissimilarity",),
+    ).compute()[0]
+    np.testing.assert_allclose(general, fast, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(np.isnan(general), np.isnan(fast))
