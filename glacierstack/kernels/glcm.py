@@ -176,69 +176,113 @@ pass their indices in this tuple as the kernel's ``props`` argument."""
 
 
 @njit(cache=True, nogil=True)
-def _props_of_counts(
-    c: np.ndarray, n: int, symmetric: bool, props: np.ndarray, out: np.ndarray, weight: float
+def _window_props(
+    q: np.ndarray,
+    counts: np.ndarray,
+    r0: int,
+    c0: int,
+    hy: int,
+    hx: int,
+    dy: int,
+    dx: int,
+    symmetric: bool,
+    props: np.ndarray,
+    out: np.ndarray,
+    weight: float,
 ) -> None:  # pragma: no cover - jit
-    """Add ``weight *`` each requested property of the count matrix ``c`` (n pairs) to ``out``."""
-    levels = c.shape[0]
+    """Add ``weight *`` the requested properties of one window's GLCM to ``out``.
+
+    Sums run over the window's ``hy * hx`` pairs (origins ``q[r0:r0+hy, c0:c0+hx]``), not
+    over the ``levels^2`` cells: a cell-weighted sum ``sum_ij P_ij f(P_ij)`` equals
+    ``sum_pairs f(P(pair)) / n`` (each pair carries ``1/n`` of the mass; ``1/(2n)`` to
+    ``(u, v)`` and to ``(v, u)`` when symmetric), with ``P(pair)`` read from ``counts``.
+    Means, variances and covariance come from exact integer moment sums.
+    """
+    n = hy * hx
     norm = 1.0 / (2.0 * n) if symmetric else 1.0 / n
-    # marginals and means of the normalised matrix P
-    mi = 0.0
-    mj = 0.0
-    for i in range(levels):
-        for j in range(levels):
-            cij = c[i, j] + c[j, i] if symmetric else c[i, j]
-            if cij:
-                p = cij * norm
-                mi += i * p
-                mj += j * p
+    need_p = False  # cell probabilities (ASM, energy, entropy) cost a lookup (and a log)
+    need_log = False
+    for k in range(props.shape[0]):
+        need_p |= 3 <= props[k] <= 5
+        need_log |= props[k] == 5
+    su = np.int64(0)
+    sv = np.int64(0)
+    suu = np.int64(0)
+    svv = np.int64(0)
+    suv = np.int64(0)
     contrast = 0.0
     dissim = 0.0
     homog = 0.0
     asm = 0.0
     ent = 0.0
-    vi = 0.0
-    vj = 0.0
-    cov = 0.0
-    for i in range(levels):
-        for j in range(levels):
-            cij = c[i, j] + c[j, i] if symmetric else c[i, j]
-            if cij:
-                p = cij * norm
-                d = i - j
-                contrast += p * d * d
-                dissim += p * abs(d)
-                homog += p / (1.0 + d * d)
-                asm += p * p
-                ent -= p * np.log(p)
-                vi += p * (i - mi) * (i - mi)
-                vj += p * (j - mj) * (j - mj)
-                cov += p * (i - mi) * (j - mj)
+    for rr in range(r0, r0 + hy):
+        for cc in range(c0, c0 + hx):
+            u = np.int64(q[rr, cc])
+            v = np.int64(q[rr + dy, cc + dx])
+            su += u
+            sv += v
+            suu += u * u
+            svv += v * v
+            suv += u * v
+            d = u - v
+            contrast += d * d
+            dissim += abs(d)
+            homog += 1.0 / (1.0 + d * d)
+            if need_p:
+                cuv = counts[u, v] + counts[v, u] if symmetric else counts[u, v]
+                p = cuv * norm
+                asm += p
+                if need_log:
+                    ent -= np.log(p)
+    contrast /= n
+    dissim /= n
+    homog /= n
+    asm /= n
+    ent /= n
+    if symmetric:  # moments of the doubled pair set {(u, v), (v, u)}
+        m = np.int64(2 * n)
+        si = su + sv
+        sj = si
+        sii = suu + svv
+        sjj = sii
+        sij = 2 * suv
+    else:
+        m = np.int64(n)
+        si = su
+        sj = sv
+        sii = suu
+        sjj = svv
+        sij = suv
+    m2 = float(m) * float(m)
+    mean_i = si / m
+    var_i = (m * sii - si * si) / m2  # exact integer numerators
+    var_j = (m * sjj - sj * sj) / m2
+    cov = (m * sij - si * sj) / m2
     for k in range(props.shape[0]):
         code = props[k]
         if code == 0:
-            v = contrast
+            val = contrast
         elif code == 1:
-            v = dissim
+            val = dissim
         elif code == 2:
-            v = homog
+            val = homog
         elif code == 3:
-            v = asm
+            val = asm
         elif code == 4:
-            v = np.sqrt(asm)
+            val = np.sqrt(asm)
         elif code == 5:
-            v = ent
+            val = ent
         elif code == 6:
-            v = mi
+            val = mean_i
         elif code == 7:
-            v = vi
+            val = var_i
         elif code == 8:
-            v = np.sqrt(vi)
+            val = np.sqrt(var_i)
         else:
-            si = np.sqrt(vi)
-            sj = np.sqrt(vj)
-            v = 1.0 if (si < 1e-15 or sj < 1e-15) else cov / (si * sj)
-        out[k] += weight * v
+            si_ = np.sqrt(var_i)
+            sj_ = np.sqrt(var_j)
+            val = 1.0 if (si_ < 1e-15 or sj_ < 1e-15) else cov / (si_ * sj_)
+        out[k] += weight * val
 
 
 @njit(cache=True, nogil=True)
@@ -255,9 +299,10 @@ def glcm_properties(
     """Sliding-window GLCM properties (general path: one co-occurrence matrix per window).
 
     The window's count matrix is updated incrementally as the window slides along a row
-    (pairs of the leaving column removed, of the entering column added), then each property
-    is evaluated from the normalised matrix: O(window) updates plus O(levels^2) per pixel and
-    offset. Use :func:`glcm_dissimilarity` for dissimilarity alone (O(1) per pixel).
+    (pairs of the leaving column removed, of the entering column added); the properties are
+    then summed over the window's pairs with cell probabilities read from the matrix:
+    O(window^2) per pixel and offset, independent of ``levels``. Use
+    :func:`glcm_dissimilarity` for dissimilarity alone (O(1) per pixel).
 
     Parameters
     ----------
@@ -322,7 +367,7 @@ def glcm_properties(
                         out[p, i, j] = np.nan
                     continue
                 acc[:] = 0.0
-                _props_of_counts(counts, hy * hx, symmetric, props, acc, weight)
+                _window_props(q, counts, a0, j + b0, hy, hx, dy, dx, symmetric, props, acc, weight)
                 for p in range(nprop):
                     out[p, i, j] += acc[p]
     return out
