@@ -66,6 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "cryonet-tiny": {
         "name": "cryonet", "encoder": "resnet18", "decoder_channels": (64, 32, 16, 16, 8),
+        "nested_channels": (16, 32, 64, 128),
     },
     "unet-tiny": {"name": "unet", "encoder": "resnet18", "decoder_channels": (64, 32, 16, 16, 8)},
     "deeplabv3plus-tiny": {

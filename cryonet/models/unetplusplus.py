@@ -38,6 +38,9 @@ class NestedDecoder(nn.Module):
         full-resolution node.
     attention
         Put scSE blocks in every node.
+    nested_channels
+        Widths of the nested (off-diagonal) nodes at levels 0..3; ``None`` (default) uses the
+        encoder widths of those levels, as UNet++ does. Smaller values make cheap CPU models.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class NestedDecoder(nn.Module):
         encoder_channels: tuple[int, ...],
         decoder_channels: tuple[int, ...],
         attention: bool = True,
+        nested_channels: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         if len(encoder_channels) != DEPTH + 1 or len(decoder_channels) != DEPTH + 1:
@@ -53,14 +57,18 @@ class NestedDecoder(nn.Module):
                 f"{tuple(encoder_channels)} and {tuple(decoder_channels)}"
             )
         enc, dec = tuple(encoder_channels), tuple(decoder_channels)
+        nested = tuple(nested_channels) if nested_channels is not None else enc[:DEPTH]
+        if len(nested) != DEPTH:
+            raise ValueError(f"nested_channels needs {DEPTH} entries (levels 0..3), got {nested}")
         self.channels: dict[tuple[int, int], int] = {(i, 0): enc[i] for i in range(DEPTH + 1)}
         self.nodes = nn.ModuleDict()
         for j in range(1, DEPTH + 1):
             for i in range(DEPTH + 1 - j):
-                out = dec[DEPTH - 1 - i] if i + j == DEPTH else enc[i]
+                out = dec[DEPTH - 1 - i] if i + j == DEPTH else nested[i]
                 self.channels[i, j] = out
+                skip = sum(self.channels[i, k] for k in range(j))
                 self.nodes[f"x_{i}_{j}"] = DecoderBlock(
-                    self.channels[i + 1, j - 1], j * enc[i], out, attention=attention
+                    self.channels[i + 1, j - 1], skip, out, attention=attention
                 )
         self.final = DecoderBlock(dec[DEPTH - 1], 0, dec[DEPTH], attention=attention)
         self.out_channels = dec[DEPTH]
@@ -90,6 +98,8 @@ class CryoNet(SegmentationModel):
         Channels of the four main-diagonal decoder nodes and of the final node.
     attention
         scSE blocks in every decoder node (``False`` gives plain UNet++).
+    nested_channels
+        Widths of the nested decoder nodes at levels 0..3 (default: the encoder widths).
     deep_supervision
         Add 1x1 auxiliary heads on the top-row nodes ``X[0][1..3]``; their logits (upsampled
         to the input size) are returned by :meth:`forward_aux`. :meth:`forward` always
@@ -105,12 +115,15 @@ class CryoNet(SegmentationModel):
         encoder: str = "resnet101",
         decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
         attention: bool = True,
+        nested_channels: tuple[int, ...] | None = None,
         deep_supervision: bool = False,
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__(in_channels, num_classes)
         self.encoder = build_resnet(encoder, in_channels, zero_init_residual=zero_init_residual)
-        self.decoder = NestedDecoder(self.encoder.out_channels, tuple(decoder_channels), attention)
+        self.decoder = NestedDecoder(
+            self.encoder.out_channels, tuple(decoder_channels), attention, nested_channels
+        )
         self.head = nn.Conv2d(self.decoder.out_channels, num_classes, 3, padding=1)
         self.deep_supervision = deep_supervision
         self.aux_heads = nn.ModuleList(

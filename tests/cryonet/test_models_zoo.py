@@ -167,3 +167,19 @@ class TestSegFormer(BaseModelTester):
 def test_every_registered_model_is_tested() -> None:
     tested = {cls.architecture for cls in BaseModelTester.__subclasses__()}
     assert tested == set(MODELS)
+
+
+def test_benchmark_script_runs(tmp_path) -> None:
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_models.py"
+    spec = importlib.util.spec_from_file_location("bench_models", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "b.json"
+    args = ["--device", "cpu", "--models", "segformer-tiny", "--size", "32", "--batch", "2"]
+    assert bench.main([*args, "--iters", "1", "--warmup", "0", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["model"] == "segformer-tiny" and row["train_img_per_s"] > 0
