@@ -179,7 +179,7 @@ def test_benchmark_script_runs(tmp_path) -> None:
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "b.json"
-    args = ["--device", "cpu", "--models", "segformer-tiny", "--size", "32", "--batch", "2"]
+    args = ["--device", "cpu", "--models", "segformer-tiny", "--size", "32", "--threads", "1"]
     assert bench.main([*args, "--iters", "1", "--warmup", "0", "--out", str(out)]) == 0
     (row,) = json.loads(out.read_text())["results"]
     assert row["model"] == "segformer-tiny" and row["train_img_per_s"] > 0
