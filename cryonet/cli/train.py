@@ -1,0 +1,124 @@
+"""``cryonet train``, ``cryonet evaluate`` and ``cryonet compare``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cryonet.cli import app
+
+_CONFIG_HELP = "Training config: a YAML file or a bundled preset ('paper', 'cpu')."
+
+
+@app.command()
+def train(
+    cube: Annotated[Path, typer.Option(help="Zarr feature cube (glacierstack build).")],
+    out: Annotated[Path, typer.Option(help="Run directory (resumed if it holds a run).")],
+    model: Annotated[
+        str | None, typer.Option(help="Model or preset name (overrides the config).")
+    ] = None,
+    config: Annotated[str, typer.Option(help=_CONFIG_HELP)] = "paper",
+    encoder: Annotated[
+        str | None, typer.Option(help="Encoder name (overrides the config).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Patches per step (per process).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    patch_size: Annotated[int | None, typer.Option(help="Patch edge in pixels.")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="'random' or 'blocked' split (overrides the config).")
+    ] = None,
+    split_file: Annotated[
+        Path | None, typer.Option(help="Reuse this split.json (e.g. from another run).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume from OUT if it holds a run.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train a model on a cube with the paper's recipe (or another config).
+
+    Run under ``torchrun --nproc_per_node N`` for DistributedDataParallel training.
+    """
+    from cryonet.train import load_config
+    from cryonet.train import train as run
+
+    cfg = load_config(
+        config,
+        model=model,
+        encoder=encoder,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patch_size=patch_size,
+        split=split,
+        device=device,
+        num_workers=num_workers,
+        seed=seed,
+    )
+    if model is not None and encoder is None:
+        cfg = replace(cfg, encoder=None)  # the model's/preset's default encoder
+    result = run(cube, out, cfg, split=split_file, resume=resume, progress=progress)
+    typer.echo(f"best checkpoint: {result.best_checkpoint} (val mIoU {result.best_val_miou:.4f})")
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[
+        Path, typer.Option(help="Checkpoint (.pt), e.g. RUN/checkpoints/best.pt")
+    ],
+    cube: Annotated[Path, typer.Option(help="The Zarr cube the split refers to.")],
+    split: Annotated[Path, typer.Option(help="split.json or the run directory holding it.")],
+    out: Annotated[Path, typer.Option(help="Folder for tables (Markdown + CSV) and figures.")],
+    subset: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+    name: Annotated[str | None, typer.Option(help="Row name in the tables.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 16,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Evaluate a checkpoint on the test patches: paper Tables I-III and a confusion matrix."""
+    from cryonet.evaluate import evaluate as run
+
+    m = run(
+        checkpoint,
+        cube,
+        split,
+        subset=subset,
+        out=out,
+        name=name,
+        batch_size=batch_size,
+        device=device,
+    )
+    typer.echo(
+        f"{subset}: mIoU {100 * m.miou:.2f} %, overall accuracy {100 * m.overall_accuracy:.2f} %"
+        f" ({m.total_pixels:,} pixels); tables in {out}"
+    )
+
+
+@app.command()
+def compare(
+    cube: Annotated[Path, typer.Option(help="Zarr feature cube.")],
+    out: Annotated[Path, typer.Option(help="Output folder (one run per model + tables).")],
+    models: Annotated[
+        list[str],
+        typer.Option("--model", help="Model/preset to compare; repeat the option."),
+    ],
+    config: Annotated[str, typer.Option(help=_CONFIG_HELP)] = "paper",
+    epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train and evaluate several models on the identical split; write the comparison table."""
+    from cryonet.evaluate import compare as run
+    from cryonet.train import load_config
+
+    cfg = load_config(config, epochs=epochs, device=device)
+    results = run(cube, models, out, cfg, progress=progress)
+    for name, m in results.items():
+        typer.echo(
+            f"{name}: mIoU {100 * m.miou:.2f} %, overall accuracy {100 * m.overall_accuracy:.2f} %"
+        )
+    typer.echo(f"comparison table: {out / 'comparison.md'}")

@@ -1,0 +1,180 @@
+"""Training loop: outputs, learning, exact resume after interruption, configs, DDP (gloo)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from cryonet.data import write_toy_cube
+from cryonet.train import TrainConfig, load_config, train
+
+
+class Tiny(nn.Module):
+    """Small CNN with BatchNorm and dropout (so RNG and running stats matter for resume)."""
+
+    def __init__(self, c: int, k: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(c, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Dropout2d(0.2),
+            nn.Conv2d(8, k, 1),
+        )
+        self.config = {"name": "tiny-test", "encoder": None, "in_channels": c, "num_classes": k}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny models on a shared 2-core machine: one intra-op thread is many times faster
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    return write_toy_cube(tmp_path_factory.mktemp("cube") / "toy.zarr", (200, 168), 3, chunks=64)
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(
+        model="tiny-test", encoder=None, patch_size=32, batch_size=4, epochs=3, lr=1e-2,
+        num_workers=0, device="cpu", augment=True, scheduler="cosine", grad_clip=1.0, seed=7,
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_run_directory_contents_and_learning(cube, tmp_path):
+    cfg = _cfg(epochs=4)
+    res = train(cube, tmp_path / "run", cfg, model_factory=Tiny, progress=False)
+    run = res.run_dir
+    for f in ("config.yaml", "split.json", "metrics.csv", "metrics.json", "curves.png"):
+        assert (run / f).is_file(), f
+    assert res.best_checkpoint.is_file() and res.last_checkpoint.is_file()
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert "val_iou_debris" in rows[0]
+    assert yaml.safe_load((run / "config.yaml").read_text())["lr"] == cfg.lr
+    # the toy classes are separable per pixel: a few epochs must reach a useful model
+    assert res.best_val_miou > 0.5
+    ckpt = torch.load(res.best_checkpoint, weights_only=True)
+    assert ckpt["bands"] == ["band0", "band1", "band2"] and len(ckpt["mean"]) == 3
+    assert ckpt["metrics"]["val_miou"] == pytest.approx(res.best_val_miou)
+    # a finished run is not retrained
+    again = train(cube, tmp_path / "run", cfg, model_factory=Tiny, progress=False)
+    assert len(again.history) == 4
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("every", [3, 0], ids=["mid-epoch-checkpoint", "epoch-checkpoint"])
+def test_resume_after_interruption_is_bitwise_identical(cube, tmp_path, every):
+    cfg = _cfg(checkpoint_every_steps=every)
+    ref = train(cube, tmp_path / "ref", cfg, model_factory=Tiny, progress=False)
+
+    def crash(step: int) -> None:
+        if step == 7:
+            raise _Crash("simulated crash")
+
+    with pytest.raises(_Crash):
+        train(cube, tmp_path / "b", cfg, model_factory=Tiny, progress=False, on_step=crash)
+    res = train(cube, tmp_path / "b", cfg, model_factory=Tiny, progress=False)
+
+    a = torch.load(ref.run_dir / "checkpoints/resume.pt", weights_only=True)
+    b = torch.load(res.run_dir / "checkpoints/resume.pt", weights_only=True)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    sa, sb = a["train_state"]["optimizer"]["state"], b["train_state"]["optimizer"]["state"]
+    for k in sa:
+        assert torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"])
+    drop = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert drop(ref.history) == drop(res.history)
+
+
+def test_resume_refuses_a_changed_config(cube, tmp_path):
+    train(cube, tmp_path / "r", _cfg(epochs=1), model_factory=Tiny, progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        train(cube, tmp_path / "r", _cfg(epochs=2, lr=0.5), model_factory=Tiny, progress=False)
+    # more epochs is allowed (continue training)
+    res = train(cube, tmp_path / "r", _cfg(epochs=2), model_factory=Tiny, progress=False)
+    assert len(res.history) == 2
+
+
+def test_bundled_configs_and_overrides(tmp_path):
+    paper = load_config("paper")
+    assert (paper.lr, paper.weight_decay, paper.batch_size, paper.epochs) == (3e-4, 1e-4, 16, 100)
+    assert (paper.patch_size, paper.test_fraction, paper.model) == (256, 0.2, "cryonet")
+    assert paper.class_weighting == "inverse" and paper.encoder == "resnet101"
+    cpu = load_config("cpu", epochs=2)
+    assert cpu.epochs == 2 and cpu.device == "cpu"
+    assert TrainConfig() == load_config(None)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.1\nlearning_rate: 3\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError, match="nosuchpreset"):
+        load_config("nosuchpreset")
+
+
+def test_registry_model_one_step(cube, tmp_path):
+    cfg = _cfg(model="unet-tiny", epochs=1, steps_per_epoch=1, batch_size=2, augment=False)
+    res = train(cube, tmp_path / "u", cfg, progress=False)
+    ckpt = torch.load(res.best_checkpoint, weights_only=True)
+    assert ckpt["model"]["name"] == "unet" and ckpt["model"]["in_channels"] == 3
+
+
+_DDP_SCRIPT = """
+import sys, torch, torch.distributed as dist
+sys.path.insert(0, {testdir!r})
+from test_train import Tiny, _cfg
+from cryonet.train import train
+models = []
+def factory(c, k):
+    models.append(Tiny(c, k))
+    return models[-1]
+cfg = _cfg(epochs=2, batch_size=2, checkpoint_every_steps=2)
+res = train({cube!r}, {out!r}, cfg, model_factory=factory, progress=False)
+params = {{k: v.detach() for k, v in models[0].named_parameters()}}
+torch.save(params, {out!r} + f"/rank{{dist.get_rank()}}.pt")
+print("val", res.best_val_miou)
+"""
+
+
+@pytest.mark.distributed
+def test_ddp_two_cpu_processes_gloo(cube, tmp_path):
+    script = tmp_path / "ddp.py"
+    out = tmp_path / "ddp"
+    script.write_text(
+        textwrap.dedent(
+            _DDP_SCRIPT.format(testdir=str(Path(__file__).parent), cube=str(cube), out=str(out))
+        )
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run([*cmd, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = torch.load(out / "rank0.pt", weights_only=True)
+    r1 = torch.load(out / "rank1.pt", weights_only=True)
+    assert r0.keys() == r1.keys()
+    for k in r0:  # DDP keeps the replicas' parameters identical (BN buffers stay per rank)
+        assert torch.equal(r0[k], r1[k]), k
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 2 and (out / "checkpoints/best.pt").is_file()
