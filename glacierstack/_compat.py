@@ -90,7 +90,7 @@ def item_to_stackstac_dict(item: pystac.Item | Mapping[str, Any]) -> dict[str, A
 
 def typed_fill_value(fill_value: Any, dtype: Any) -> np.generic:
     """Shim 3: ``fill_value`` as a NumPy scalar of ``dtype`` (stackstac #260)."""
-    return np.array(fill_value).astype(np.dtype(dtype))[()]
+    return np.dtype(dtype).type(fill_value)
 
 
 def _cast_scale_offset(d: dict[str, Any], dtype: np.dtype) -> None:

@@ -231,7 +231,7 @@ def stac_from_files(
     catalog.normalize_hrefs(str(out_dir))
     if copy:
         for item in items:
-            item_dir = Path(item.get_self_href()).parent
+            item_dir = Path(str(item.get_self_href())).parent
             item_dir.mkdir(parents=True, exist_ok=True)
             for asset in item.assets.values():
                 dst = item_dir / Path(asset.href).name

@@ -299,7 +299,8 @@ def _read_static(path: Path) -> tuple[list[pystac.Item], list[str]]:
             return [_detach(d)], links
         if typ in ("Catalog", "Collection"):
             cat = pystac.read_file(str(path))
-            return list(cat.get_items(recursive=True)), links  # type: ignore[union-attr]
+            assert isinstance(cat, pystac.Catalog)  # Collection is a Catalog subclass
+            return list(cat.get_items(recursive=True)), links
     raise ValueError(f"{path}: not a STAC catalog, collection, item or item collection")
 
 
@@ -420,8 +421,7 @@ def _coverage(items: Sequence[pystac.Item], aoi: shapely.geometry.base.BaseGeome
 def _score(items: Sequence[pystac.Item], sort_by: str | None) -> float:
     if sort_by is None:
         return 0.0
-    vals = [it.properties.get(sort_by) for it in items]
-    vals = [float(v) for v in vals if v is not None]
+    vals = [float(v) for it in items if (v := it.properties.get(sort_by)) is not None]
     return sum(vals) / len(vals) if vals else float("inf")
 
 

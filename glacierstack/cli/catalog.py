@@ -85,6 +85,7 @@ def search(
             )
             chosen = set(sel.item_ids)
         else:
+            assert collection is not None
             items = cat.search(collection, box, bbox_crs=bbox_crs, datetime=datetime, limit=limit)
             chosen = set()
     except (EmptySearchError, KeyError) as e:
