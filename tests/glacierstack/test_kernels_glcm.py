@@ -5,6 +5,8 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 from skimage.feature import graycomatrix, graycoprops
 
@@ -173,3 +175,25 @@ def test_general_path_dissimilarity_equals_fast_path_with_nans_and_chunks():
     ).compute()[0]
     np.testing.assert_allclose(general, fast, atol=1e-6, equal_nan=True)
     np.testing.assert_array_equal(np.isnan(general), np.isnan(fast))
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    shape=st.tuples(st.integers(8, 40), st.integers(8, 40)),
+    chunk=st.tuples(st.integers(1, 20), st.integers(4, 20)),
+    window=st.sampled_from([3, 5, 7]),
+    boundary=st.sampled_from(["nan", "nearest", "reflect"]),
+)
+def test_any_chunking_gives_the_numpy_result(shape, chunk, window, boundary):
+    """Chunks smaller than the window radius are enlarged by the dispatcher, never mis-stitched."""
+    img = _image(shape, seed=shape[0] * 100 + shape[1])
+    args = (window, 16, 0.0, 1.0, np.array([[1, -1]], np.int64))
+    ours = apply_kernel(glcm_dissimilarity, img, depth=window // 2, boundary=boundary, args=args)
+    lazy = apply_kernel(
+        glcm_dissimilarity,
+        da.from_array(img, chunks=chunk),
+        depth=window // 2,
+        boundary=boundary,
+        args=args,
+    )
+    np.testing.assert_array_equal(lazy.compute(scheduler="sync"), ours)
