@@ -389,22 +389,50 @@ def _as_dask(data: Any) -> da.Array:
     return data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
 
 
+def _moments(block: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+    """Per-band partial statistics of one ``(band, y, x)`` chunk over its finite pixels.
+
+    Without ``mean``: ``[[count...], [sum...]]``; with ``mean``: ``[[sum of squared
+    deviations...]]``. One band at a time in float64, so memory stays ~ one chunk.
+    """
+    out = np.zeros((1 if mean is not None else 2, block.shape[0]))
+    for b in range(block.shape[0]):
+        v = block[b]
+        x = v[np.isfinite(v)].astype(np.float64)
+        if mean is None:
+            out[0, b], out[1, b] = x.size, x.sum()
+        else:
+            out[0, b] = np.square(x - mean[b]).sum()
+    return out
+
+
+def _label_hist(block: np.ndarray) -> np.ndarray:
+    return np.bincount(block.ravel(), minlength=256)
+
+
 def _finalise(path: Path, bands: list[str], progress: bool) -> None:
-    """Statistics from the written store, then ``complete: true``, consolidation, cleanup."""
+    """Statistics from the written store, then ``complete: true``, consolidation, cleanup.
+
+    Two streaming passes over the store's chunks (mean, then squared deviations around it:
+    numerically stable for e.g. elevation in metres); each is its own ``dask.compute`` so no
+    chunk is held in memory between the passes.
+    """
     feats = da.from_zarr(str(path), component="features")
     labs = da.from_zarr(str(path), component="labels")
-    x64 = feats.astype(np.float64)
-    finite = da.isfinite(feats)
-    count = finite.sum(axis=(1, 2))
-    total = da.where(finite, x64, 0.0).sum(axis=(1, 2))
-    mean_lazy = total / da.maximum(count, 1)
-    # second pass around the mean (numerically stable for e.g. elevation in metres)
-    dev = da.where(finite, x64 - mean_lazy[:, None, None], 0.0)
-    var_lazy = (dev**2).sum(axis=(1, 2)) / da.maximum(count, 1)
-    hist = da.bincount(labs.ravel(), minlength=256)
-    with tqdm(total=1, desc="normalisation statistics", disable=not progress) as bar:
-        n, mean, var, hist = dask.compute(count, mean_lazy, var_lazy, hist)
+    fblocks = list(feats.to_delayed().ravel())
+    moments = dask.delayed(_moments, pure=True)
+    with tqdm(total=2, desc="normalisation statistics", disable=not progress) as bar:
+        first = dask.compute(
+            [moments(b) for b in fblocks],
+            [dask.delayed(_label_hist, pure=True)(b) for b in labs.to_delayed().ravel()],
+        )
         bar.update(1)
+        n, total = np.sum(first[0], axis=0)
+        hist = np.sum(first[1], axis=0)
+        mean = total / np.maximum(n, 1)
+        (second,) = dask.compute([moments(b, mean) for b in fblocks])
+        bar.update(1)
+        var = np.sum(second, axis=0)[0] / np.maximum(n, 1)
     empty = [b for b, k in zip(bands, n, strict=True) if k == 0]
     if empty:
         raise CubeError(
