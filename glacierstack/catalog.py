@@ -448,12 +448,14 @@ def select_items(
 ) -> Selection:
     """Choose the acquisition(s) to load for a modality.
 
-    Items lacking any of ``required_assets`` are dropped first (e.g. Landsat L2SR items have no
-    ``lwir11``). The rest are grouped by :func:`group_acquisitions`; a group's score is the mean
-    of ``spec.sort_by`` (lower is better). Groups covering at least ``min_coverage`` of the AOI
-    are preferred; among equals the best score, then the latest date, wins. For
-    ``spec.select == "pair"`` the two acquisitions with the shortest time separation among
-    the covering ones are returned, earlier first.
+    Items lacking any of ``required_assets`` (e.g. Landsat L2SR items have no ``lwir11``) or
+    whose id does not match ``spec.id_pattern`` are dropped first. The rest are grouped by
+    :func:`group_acquisitions`; a group's score is the mean of ``spec.sort_by`` (lower is
+    better). For ``select == "best"`` the best-scored group (then the latest) covering at
+    least ``min_coverage`` of the AOI is chosen; if none covers it, groups are added greedily
+    (largest new area, best score among near ties) and mosaicked as one acquisition. For
+    ``select == "pair"`` the two covering acquisitions closest in time are returned, earlier
+    first.
 
     Parameters
     ----------
@@ -474,11 +476,14 @@ def select_items(
     """
     req = set(required_assets)
     usable = [it for it in items if req <= set(it.assets)]
+    if spec.id_pattern is not None:
+        usable = [it for it in usable if re.search(spec.id_pattern, it.id)]
     if not usable:
         ids = [it.id for it in items][:5]
+        pattern = f" and an id matching {spec.id_pattern!r}" if spec.id_pattern else ""
         raise EmptySearchError(
             f"modality {spec.name!r} (collection {spec.collection!r}): none of the {len(items)} "
-            f"items found ({ids}...) has all assets {sorted(req)}"
+            f"items found ({ids}...) has all assets {sorted(req)}{pattern}"
         )
     aoi = shapely.geometry.box(*aoi_lonlat)
     groups = group_acquisitions(usable)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,9 @@ class ModalitySpec:
     """How per-item scale/offset are resolved, see the module docstring."""
     default: bool = True
     """Loaded by :func:`glacierstack.stack.load_modalities` when no modalities are named."""
+    id_pattern: str | None = None
+    """Regular expression item ids must match (``re.search``), for collections holding several
+    products per place, e.g. ``_fall_vv_COH12$`` in the global coherence dataset."""
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -114,6 +118,13 @@ class ModalitySpec:
                 f"modality {self.name!r}: scale_rule {self.scale_rule!r} "
                 f"not in {get_args(ScaleRule)}"
             )
+        if self.id_pattern is not None:
+            try:
+                re.compile(self.id_pattern)
+            except re.error as e:
+                raise ValueError(
+                    f"modality {self.name!r}: bad id_pattern {self.id_pattern!r}"
+                ) from e
         names = [b.name for b in self.bands]
         if len(set(names)) != len(names):
             raise ValueError(f"modality {self.name!r}: duplicate band names in {names}")

@@ -7,6 +7,7 @@ import json
 
 import pystac
 import pytest
+import shapely.geometry
 from pyproj import Transformer
 
 from glacierstack.catalog import (
@@ -194,3 +195,42 @@ def test_lst_selection_skips_l2sr_items(realdata):
             aoi,
             required_assets=["lwir11"],
         )
+
+
+def _asf_item(stem: str) -> pystac.Item:
+    """An item shaped like ASF's sentinel-1-global-coherence items (no proj/raster fields)."""
+    return pystac.Item.from_dict(
+        {
+            "type": "Feature", "stac_version": "1.0.0", "id": stem,
+            "collection": "sentinel-1-global-coherence",
+            "geometry": shapely.geometry.mapping(shapely.geometry.box(86, 28, 87, 29)),
+            "bbox": [86, 28, 87, 29],
+            "properties": {
+                "datetime": "2020-10-16T00:00:00Z", "season": "FALL", "sar:polarizations": ["VV"],
+                "start_datetime": "2020-09-01T00:00:00Z", "end_datetime": "2020-11-30T00:00:00Z",
+            },
+            "assets": {"data": {"href": f"https://example.invalid/{stem}.tif",
+                                "type": "image/tiff; application=geotiff"}},
+            "links": [],
+        }
+    )  # fmt: skip
+
+
+def test_coherence_product_selected_by_id_pattern():
+    from glacierstack.catalog import Catalog
+    from glacierstack.grid import Grid
+    from glacierstack.stack import load_modalities
+
+    stems = ["N29E086_fall_vv_COH12", "N29E086_fall_vv_COH06", "N29E086_fall_vh_AMP"]
+    cat = Catalog(
+        source="asf-test", provider=get_provider("asf"), items=[_asf_item(s) for s in stems]
+    )
+    spec = cat.provider.modality("coherence")
+    sel = select_items(cat.items, spec, (86.2, 28.2, 86.3, 28.3), required_assets=["data"])
+    assert sel.item_ids == ["N29E086_fall_vv_COH12"]
+    grid = Grid.from_bbox((86.2, 28.2, 86.25, 28.25), resolution=10)
+    ds = load_modalities(cat, grid, "2018-10")  # static: the 2020 dataset is used
+    assert list(ds.data_vars) == ["coherence"] and ds.coherence.attrs["scale"] == [0.01]
+    assert ds.attrs["stac_items"] == ["N29E086_fall_vv_COH12"]
+    with pytest.raises(EmptySearchError, match="COH12"):
+        select_items(cat.items[1:], spec, (86.2, 28.2, 86.3, 28.3), required_assets=["data"])
