@@ -54,15 +54,21 @@ def make_image(n: int, seed: int = 0) -> np.ndarray:
     return (0.9 * base + 0.2 * rng.random((n, n)) - 0.05).astype(np.float32)
 
 
-def timeit(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls (after one warm-up call)."""
+def timeit(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall time and median CPU time of this thread over ``repeats`` calls (after a warm-up).
+
+    All contenders run single-threaded in this thread, so the CPU time is the time a core
+    actually spent on the work: on a machine shared with other jobs it is the fairer
+    "per core" figure, while the wall time includes waiting for a core.
+    """
     fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 # ---------------------------------------------------------------------------- contenders
@@ -214,55 +220,54 @@ def main() -> None:
     img = make_image(n)
     npx = img.size
     r = WINDOW // 2
-    rows: list[tuple[str, float, str]] = []
+    rows: list[tuple[str, float, float, str]] = []
 
     t_ours = timeit(lambda: ours(img), args.repeats)
-    rows.append(("ours: apply_kernel (pad + quantise + running sums)", t_ours, "measured"))
+    rows.append(("ours: apply_kernel (pad + quantise + running sums)", *t_ours, "measured"))
     padded = np.pad(img, r, mode="symmetric")
     off = np.array([OFFSET], np.int64)
     t_kernel = timeit(
         lambda: glcm_dissimilarity(padded, WINDOW, LEVELS, VMIN, VMAX, off), args.repeats
     )
-    rows.append(("ours: kernel only (pre-padded input)", t_kernel, "measured"))
+    rows.append(("ours: kernel only (pre-padded input)", *t_kernel, "measured"))
 
     gen_n = min(n, 256)
     gen_img = img[:gen_n, :gen_n]
-    t_gen = timeit(lambda: ours_general(gen_img), 1) / gen_img.size * npx
-    rows.append(
-        (f"ours: general per-window histogram path ({gen_n}x{gen_n})", t_gen, "extrapolated")
-    )
+    t_gen = [t / gen_img.size * npx for t in timeit(lambda: ours_general(gen_img), 1)]
+    name = f"ours: general per-window histogram path ({gen_n}x{gen_n})"
+    rows.append((name, *t_gen, "extrapolated"))
     gen_maxdiff = float(np.nanmax(np.abs(ours_general(gen_img) - ours(gen_img))))
 
     t_floor = timeit(lambda: floor_uniform(img), args.repeats)
-    rows.append(("floor: scipy uniform_filter of |diff| (float32)", t_floor, "measured"))
+    rows.append(("floor: scipy uniform_filter of |diff| (float32)", *t_floor, "measured"))
     buf = np.empty_like(img)
     t_copy = timeit(lambda: np.multiply(img, 1.0, out=buf), args.repeats)
-    rows.append(("memory pass: read input + write output once (np.multiply)", t_copy, "measured"))
+    rows.append(("memory pass: read input + write output once (np.multiply)", *t_copy, "measured"))
 
     # scikit-image on a crop, extrapolated per output pixel
     c = args.crop
     crop = img[:c, :c]
     q_crop = quantize(crop, LEVELS, VMIN, VMAX)
-    t0 = time.perf_counter()
+    c0, t0 = time.thread_time(), time.perf_counter()
     ref = skimage_windows(q_crop)
-    t_sk_crop = time.perf_counter() - t0
-    t_sk = t_sk_crop / ref.size * npx
-    rows.append(
-        (f"scikit-image graycomatrix/graycoprops per window ({c}x{c} crop)", t_sk, "extrapolated")
-    )
+    scale = npx / ref.size
+    t_sk = [(time.perf_counter() - t0) * scale, (time.thread_time() - c0) * scale]
+    name = f"scikit-image graycomatrix/graycoprops per window ({c}x{c} crop)"
+    rows.append((name, *t_sk, "extrapolated"))
     mine = ours(crop)[r:-r, r:-r]
     maxdiff = float(np.max(np.abs(mine.astype(np.float64) - ref)))
 
     # fast_glcm: whole image at the default size, a 1024 crop extrapolated for larger ones
     fg_n = min(n, 1024)
     q_fg = quantize(np.pad(img[:fg_n, :fg_n], r, mode="symmetric"), LEVELS, VMIN, VMAX)
-    t0 = time.perf_counter()
+    c0, t0 = time.thread_time(), time.perf_counter()
     fg = fast_glcm_numpy(q_fg)
-    t_fg = (time.perf_counter() - t0) / (fg_n * fg_n) * npx
+    scale = npx / (fg_n * fg_n)
+    t_fg = [(time.perf_counter() - t0) * scale, (time.thread_time() - c0) * scale]
     rows.append(
         (
             f"fast_glcm (NumPy, per level pair, {fg_n}x{fg_n})",
-            t_fg,
+            *t_fg,
             "measured" if fg_n == n else "extrapolated",
         )
     )
@@ -279,10 +284,11 @@ def main() -> None:
     print(f"load average at end: {os.getloadavg()}")
     print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
     print()
-    print("| method | time (s) | M pixels/s | ratio to ours | how |")
-    print("|---|---|---|---|---|")
-    for name, t, how in rows:
-        print(f"| {name} | {t:.4g} | {npx / t / 1e6:.3g} | {t / t_ours:.3g} | {how} |")
+    print("| method | wall (s) | CPU (s) | M pixels/s per core (CPU) | CPU ratio to ours | how |")
+    print("|---|---|---|---|---|---|")
+    for name, wall, cpu, how in rows:
+        rate, ratio = npx / cpu / 1e6, cpu / t_ours[1]
+        print(f"| {name} | {wall:.4g} | {cpu:.4g} | {rate:.3g} | {ratio:.3g} | {how} |")
     print()
     print(f"max |ours - scikit-image| over {ref.size} windows: {maxdiff:.3g} (target <= 1e-6)")
     print(f"max |ours - fast_glcm| over {fg_n}x{fg_n}: {fg_maxdiff:.3g}")
