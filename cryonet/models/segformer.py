@@ -168,7 +168,7 @@ class MixTransformer(nn.Module):
         feats = []
         for embed, blocks, norm in zip(self.embeds, self.stages, self.norms, strict=True):
             t, h, w = embed(x)
-            for block in blocks:
+            for block in blocks:  # type: ignore[attr-defined]  # an nn.ModuleList
                 t = block(t, h, w)
             x = norm(t).transpose(1, 2).reshape(t.shape[0], -1, h, w)
             feats.append(x)
