@@ -134,13 +134,6 @@ def test_bundled_configs_and_overrides(tmp_path):
         load_config("nosuchpreset")
 
 
-def test_registry_model_one_step(cube, tmp_path):
-    cfg = _cfg(model="unet-tiny", epochs=1, steps_per_epoch=1, batch_size=2, augment=False)
-    res = train(cube, tmp_path / "u", cfg, progress=False)
-    ckpt = torch.load(res.best_checkpoint, weights_only=True)
-    assert ckpt["model"]["name"] == "unet" and ckpt["model"]["in_channels"] == 3
-
-
 _DDP_SCRIPT = """
 import sys, torch, torch.distributed as dist
 sys.path.insert(0, {testdir!r})

@@ -1,0 +1,313 @@
+"""Evaluation of checkpoints on a split's test patches, and model comparisons (paper Tables I–III).
+
+:func:`evaluate` accumulates the confusion matrix of one checkpoint over the test patches of
+a run's ``split.json`` and writes the paper-style tables and a confusion-matrix figure.
+:func:`compare` trains (or reuses) several models on the **identical** split and writes one
+comparison table and an overall-accuracy bar chart (like the paper's Fig. 6).
+
+Tables are in percent with two decimals, columns in the paper's order: clean-ice glaciers,
+debris-covered glaciers, water bodies, vegetation, background, then the mean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cryonet.checkpoint import load_model
+from cryonet.data import SPLIT_FILE, CubeSource, PatchDataset, PatchSampler, PatchSplit
+from cryonet.metrics import SegmentationMetrics
+from cryonet.train import TrainConfig, _resolve_device, evaluate_loader, train
+from glacierstack.classes import CLASSES, NUM_CLASSES
+
+__all__ = [
+    "PAPER_CLASS_ORDER",
+    "compare",
+    "evaluate",
+    "metric_tables",
+    "write_tables",
+]
+
+PAPER_CLASS_ORDER: tuple[str, ...] = ("clean_ice", "debris", "water", "vegetation", "background")
+"""Column order of the paper's tables."""
+
+_TABLES = {
+    "iou": ("table_I_iou", "IoU", "Mean IoU"),
+    "recall": ("table_II_recall", "Recall", "Mean Recall"),
+    "precision": ("table_III_precision", "Precision", "Mean Precision"),
+}
+_LABELS = {c.name: c.label for c in CLASSES}
+
+
+# ----------------------------------------------------------------------------- tables
+def metric_tables(results: Mapping[str, SegmentationMetrics]) -> dict[str, Any]:
+    """Paper-shaped tables (pandas DataFrames, percent) from metrics per model.
+
+    Returns
+    -------
+    dict
+        ``"iou"``, ``"recall"``, ``"precision"`` (rows = models, columns = classes in the
+        paper's order + mean) and ``"summary"`` (mIoU, mean recall, mean precision, overall
+        accuracy, evaluated pixels).
+    """
+    import pandas as pd
+
+    tables: dict[str, Any] = {}
+    for key, (_, _, mean_name) in _TABLES.items():
+        rows = {}
+        for name, m in results.items():
+            values = dict(zip(m.class_names, getattr(m, key), strict=True))
+            mean = {"iou": m.miou, "recall": m.mean_recall, "precision": m.mean_precision}[key]
+            rows[name] = [100 * values[c] for c in PAPER_CLASS_ORDER] + [100 * mean]
+        df = pd.DataFrame.from_dict(
+            rows, orient="index", columns=[_LABELS[c] for c in PAPER_CLASS_ORDER] + [mean_name]
+        )
+        df.index.name = "Model"
+        tables[key] = df
+    summary = pd.DataFrame.from_dict(
+        {
+            name: [
+                100 * m.miou,
+                100 * m.mean_recall,
+                100 * m.mean_precision,
+                100 * m.overall_accuracy,
+                m.total_pixels,
+            ]
+            for name, m in results.items()
+        },
+        orient="index",
+        columns=["Mean IoU", "Mean Recall", "Mean Precision", "Overall accuracy", "Pixels"],
+    )
+    summary.index.name = "Model"
+    tables["summary"] = summary
+    return tables
+
+
+def write_tables(
+    results: Mapping[str, SegmentationMetrics], out: str | os.PathLike[str]
+) -> dict[str, Path]:
+    """Write the tables of :func:`metric_tables` as Markdown and CSV into ``out``.
+
+    Returns
+    -------
+    dict
+        Table key -> Markdown path (the CSV sits next to it).
+    """
+    from cryonet.report import markdown_table
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = metric_tables(results)
+    written: dict[str, Path] = {}
+    for key, df in tables.items():
+        stem, title = (_TABLES[key][0], _TABLES[key][1]) if key in _TABLES else ("summary", "")
+        md = out / f"{stem}.md"
+        fmt = ".2f"
+        head = f"**{title} (%)**\n\n" if title else "**Summary (%)**\n\n"
+        md.write_text(head + markdown_table(df.round(2), floatfmt=fmt) + "\n")
+        df.to_csv(out / f"{stem}.csv", float_format="%.4f")
+        written[key] = md
+    (out / "metrics.json").write_text(
+        json.dumps({name: m.to_dict() for name, m in results.items()}, indent=1)
+    )
+    return written
+
+
+def _plot_accuracy_bars(results: Mapping[str, SegmentationMetrics], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    oa = [100 * results[n].overall_accuracy for n in names]
+    miou = [100 * results[n].miou for n in names]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
+    b1 = ax.bar(x - 0.2, oa, 0.4, label="Overall accuracy", color="#3182bd")
+    b2 = ax.bar(x + 0.2, miou, 0.4, label="Mean IoU", color="#9ecae1")
+    ax.bar_label(b1, fmt="%.2f", fontsize=7)
+    ax.bar_label(b2, fmt="%.2f", fontsize=7)
+    ax.set_xticks(x, names)
+    ax.set_ylabel("%")
+    ax.set_ylim(max(0.0, min(oa + miou) - 10), 100)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Test-set accuracy by model")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- evaluate
+def evaluate(
+    checkpoint: str | os.PathLike[str],
+    cube: str | os.PathLike[str],
+    split: PatchSplit | str | os.PathLike[str],
+    *,
+    subset: str = "test",
+    out: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    device: str = "auto",
+    amp: bool = True,
+) -> SegmentationMetrics:
+    """Evaluate a checkpoint on one subset of a split.
+
+    Parameters
+    ----------
+    checkpoint
+        Contract checkpoint (e.g. ``RUN/checkpoints/best.pt``).
+    cube
+        The Zarr cube the split refers to.
+    split
+        A :class:`~cryonet.data.PatchSplit`, a ``split.json``, or a run directory holding one.
+    subset
+        ``test`` (default), ``val`` or ``train``.
+    out
+        If given, write the tables (``table_I_iou``, ``table_II_recall``,
+        ``table_III_precision``, ``summary``; ``.md`` + ``.csv``), ``metrics.json`` and
+        ``confusion_matrix.png`` there.
+    name
+        Row name in the tables (default: the checkpoint's model name).
+    batch_size, num_workers, device, amp
+        Inference settings (``amp`` only matters on CUDA).
+
+    Returns
+    -------
+    SegmentationMetrics
+    """
+    dev = _resolve_device(device)
+    source = CubeSource(cube)
+    if not isinstance(split, PatchSplit):
+        p = Path(split)
+        split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
+    split.check_cube(source)
+    model, ckpt = load_model(checkpoint, map_location=dev, bands=source.bands)
+    ds = PatchDataset(source, split.subset(subset), split.patch_size)
+    if len(ds) == 0:
+        raise ValueError(f"the split has no {subset!r} patches")
+    loader = torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=PatchSampler(len(ds), shuffle=False, equal_shards=False),
+        num_workers=num_workers,
+    )
+    metrics, _ = evaluate_loader(model, loader, dev, num_classes=NUM_CLASSES, amp=amp)
+    if out is not None:
+        from cryonet.report import plot_confusion_matrix
+
+        label = name or str(ckpt["model"].get("name", "model"))
+        write_tables({label: metrics}, out)
+        plot_confusion_matrix(
+            metrics.confusion,
+            Path(out) / "confusion_matrix.png",
+            title=f"{label}: confusion matrix ({subset} patches)",
+        )
+    return metrics
+
+
+# ----------------------------------------------------------------------------- compare
+def compare(
+    cube: str | os.PathLike[str],
+    models: Sequence[str],
+    out: str | os.PathLike[str],
+    config: TrainConfig | None = None,
+    *,
+    model_options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = True,
+) -> dict[str, SegmentationMetrics]:
+    """Train and evaluate several models on the identical patch split.
+
+    The split is made once (``out/split.json``, from ``config``) and every model is trained
+    with ``config`` (only ``model``/``encoder``/``model_options`` change) in ``out/<model>/``;
+    runs that already finished are resumed, i.e. not retrained. Each model's best checkpoint
+    is evaluated on the test patches.
+
+    Parameters
+    ----------
+    cube
+        Zarr cube path.
+    models
+        Registry names or presets, e.g. ``["cryonet", "unet", "deeplabv3plus", "segformer"]``
+        or ``["cryonet-tiny", "unet-tiny", "deeplabv3plus-tiny", "segformer-tiny"]``.
+    out
+        Output directory: ``split.json``, one run directory per model, the tables of
+        :func:`write_tables`, ``comparison.md`` / ``.csv`` (per-class IoU, mIoU, overall
+        accuracy) and ``overall_accuracy.png``.
+    config
+        Shared training options (default: the paper's recipe).
+    model_options
+        Optional per-model architecture options.
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        Model name -> test metrics.
+    """
+    import pandas as pd
+
+    from cryonet.report import markdown_table
+
+    config = config or TrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = CubeSource(cube, cache=config.cache)
+    split_path = out / SPLIT_FILE
+    if split_path.exists():
+        split = PatchSplit.from_json(split_path)
+        split.check_cube(source)
+    else:
+        from cryonet.data import make_split
+
+        split = make_split(source, config.split_config())
+        split.to_json(split_path)
+    results: dict[str, SegmentationMetrics] = {}
+    for name in models:
+        run = out / name
+        cfg = replace(
+            config,
+            model=name,
+            encoder=None,
+            model_options=dict((model_options or {}).get(name, {})),
+        )
+        res = train(cube, run, cfg, split=split, progress=progress)
+        results[name] = evaluate(
+            res.best_checkpoint,
+            cube,
+            split,
+            out=run / "evaluation",
+            name=name,
+            device=config.device,
+            amp=config.amp,
+        )
+    write_tables(results, out)
+    rows = {
+        name: [100 * dict(zip(m.class_names, m.iou, strict=True))[c] for c in PAPER_CLASS_ORDER]
+        + [100 * m.miou, 100 * m.overall_accuracy]
+        for name, m in results.items()
+    }
+    df = pd.DataFrame.from_dict(
+        rows,
+        orient="index",
+        columns=[_LABELS[c] for c in PAPER_CLASS_ORDER] + ["Mean IoU", "Overall accuracy"],
+    )
+    df.index.name = "Model"
+    (out / "comparison.md").write_text(
+        "**Test IoU per class, mean IoU and overall accuracy (%)**\n\n"
+        + markdown_table(df.round(2), floatfmt=".2f")
+        + "\n"
+    )
+    df.to_csv(out / "comparison.csv", float_format="%.4f")
+    _plot_accuracy_bars(results, out / "overall_accuracy.png")
+    return results
