@@ -25,6 +25,8 @@ from glacierstack.synthetic.sensors import (
     LABEL_ENCODING,
     LST_ENCODING,
     S2_ENCODING,
+    S2_NOISE_ABSOLUTE,
+    S2_NOISE_RELATIVE,
     SLC_ENCODING,
     VELOCITY_ENCODING,
     s2_band_values,
@@ -93,6 +95,8 @@ class SyntheticArrays:
     vy: np.ndarray
     illumination: np.ndarray
     """Irradiance factor (1 on flat sunlit ground, ~0.15 in cast shadow)."""
+    snow_fraction: np.ndarray
+    """Seasonal snow cover of background pixels (0..1)."""
 
 
 def generate_arrays(
@@ -119,11 +123,12 @@ def generate_arrays(
     surf = render_surface(scene, window)
     lst = surface_temperature(surf, scene.preset.lst_reference_elevation, seed, window)
     coh = true_coherence(surf, seed, window)
+    # the sensor noise of the 10 m bands (same streams as the written product), at 10 m for all
     noisy = np.empty_like(surf.reflectance)
     for k, band in enumerate(S2_BANDS):
-        n1 = white_noise(seed, f"arrays/{band.name}/rel", window)
-        n2 = white_noise(seed, f"arrays/{band.name}/abs", window)
-        noisy[k] = surf.reflectance[k] * (1 + 0.012 * n1) + 0.001 * n2
+        n1 = white_noise(seed, f"s2/{band.name}/rel", window)
+        n2 = white_noise(seed, f"s2/{band.name}/abs", window)
+        noisy[k] = surf.reflectance[k] * (1 + S2_NOISE_RELATIVE * n1) + S2_NOISE_ABSOLUTE * n2
     return SyntheticArrays(
         grid=scene.grid,
         labels=surf.labels,
@@ -137,6 +142,7 @@ def generate_arrays(
         vx=surf.vx,
         vy=surf.vy,
         illumination=surf.illumination,
+        snow_fraction=surf.snow_fraction,
     )
 
 
@@ -342,7 +348,9 @@ def _write_products(
     go_path = truth_dir / "glacier_outlines.gpkg"
     do_path = truth_dir / "debris_outlines.gpkg"
     write_gpkg(
-        glacier_outlines(labels, grid, scene.downvalley_azimuth, p.name), go_path, "glaciers"
+        glacier_outlines(labels, grid, scene.downvalley_azimuth, p.name, scene.vertical_scale),
+        go_path,
+        "glaciers",
     )
     write_gpkg(debris_outlines(labels, grid, p.name), do_path, "debris")
     del labels

@@ -31,6 +31,9 @@ from scipy import ndimage
 
 from glacierstack.synthetic.presets import RegionPreset
 
+MIN_GLACIER_AREA = 0.05e6
+"""Smallest glacier kept (m², scaled by the vertical compression squared for small regions);
+smaller ice bodies are treated as snow patches."""
 DEBRIS_MELT_FACTOR = 0.35
 """Melt under debris relative to clean ice (thick debris insulates; Ostrem 1959)."""
 
@@ -174,11 +177,8 @@ def make_glaciers(
     # accumulation area: above the ELA, in hollows or on gentle slopes; convex ridges and steep
     # headwalls stay rock (wind and avalanches remove the snow, which still feeds the flux)
     upstream_cells = q / (dx * dx * preset.max_accumulation)
-    acc = (
-        (b >= 0)
-        & (slope < math.radians(32.0))
-        & ((upstream_cells > 12.0) | (slope < math.radians(12.0)))
-    )
+    gentle = (slope < math.radians(32.0)) & ((upstream_cells > 12.0) | (slope < math.radians(12.0)))
+    acc = (b >= 0) & (gentle | ((slope < math.radians(42.0)) & (upstream_cells > 60.0)))
     acc = ndimage.gaussian_filter(acc.astype(np.float64), 1.5) > 0.5
     acc = ndimage.binary_opening(acc, iterations=2)
     acc = ndimage.binary_closing(acc, iterations=2) & (b >= 0)
@@ -195,9 +195,15 @@ def make_glaciers(
     zc = z[ir, ic]
     # tongue: within the flux-dependent half-width, and not climbing the trough walls
     g_tongue = np.minimum(wn - dist, 40.0 + 0.6 * dist - (z - zc))
-    g_tongue = np.where(b < 0, g_tongue, np.minimum(g_tongue, sd_acc + wn))
+    g_tongue = np.where((b < 0) | (slope < math.radians(40.0)), g_tongue, -dx)
     glacier = np.maximum(sd_acc, g_tongue)
     glacier = ndimage.gaussian_filter(glacier, 1.0)
+    # drop glacierets smaller than ~0.05 km2 (snow patches, not glaciers)
+    comp, n_comp = ndimage.label(glacier > 0)
+    if n_comp:
+        sizes = np.bincount(comp.ravel())
+        small = (sizes * dx * dx < MIN_GLACIER_AREA * s**2) & (np.arange(n_comp + 1) > 0)
+        glacier = np.where(small[comp], np.minimum(glacier, -dx), glacier)
     inside = glacier > 0
 
     # ice surface: smoother than the rock it fills

@@ -31,9 +31,9 @@ def surface_temperature(
     lapse = LAPSE_RATE * (z - z_ref)
     sun = np.clip(surf.sunlit, 0.0, 1.6) - 0.7
     n = value_noise(seed, "lst", window, 8.0)
-    rock = 285.0 + lapse + 7.0 * sun + 1.2 * n
+    rock = 287.0 + lapse + 7.0 * sun + 1.2 * n
     ice = np.minimum(MELTING_POINT, 271.0 + 0.3 * lapse + 0.8 * n)
-    deb = 276.0 + 8.0 * surf.debris_thickness + 0.5 * lapse + 2.5 * sun + 0.8 * n
+    deb = 275.5 + 7.0 * surf.debris_thickness + 0.5 * lapse + 2.5 * sun + 0.8 * n
     water = 277.5 + 1.0 * n
     veg = 288.5 + lapse + 2.5 * sun + 0.8 * n
     lab = surf.labels
