@@ -144,26 +144,47 @@ def _active_client() -> Any | None:
         return None
 
 
-def _run_tasks(tasks: list[Any], desc: str, progress: bool) -> None:
-    """Compute write tasks as one graph (shared inputs computed once) with a tile progress bar."""
-    if not tasks:
+def _parallelism(client: Any | None) -> int:
+    """Return how many tasks the active scheduler runs at once."""
+    if client is not None:
+        return max(1, sum(client.nthreads().values()))
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
+def _run_tasks(
+    tiles: list[list[Any]], desc: str, progress: bool, tiles_per_batch: int | None
+) -> None:
+    """Compute the write tasks, a batch of neighbouring tiles at a time, with a progress bar.
+
+    Each batch is one graph, so inputs shared inside it (overlapping windows) are computed
+    once. Batching bounds memory: one graph over all tiles lets Dask start many tiles' band
+    computations before finishing any, so memory would grow with the region.
+    """
+    if not tiles:
         return
     client = _active_client()
-    with tqdm(total=len(tasks), desc=desc, unit="tile", disable=not progress) as bar:
+    per_batch = tiles_per_batch or 2 * _parallelism(client)
+    batches = [
+        [t for tile in tiles[k : k + per_batch] for t in tile]
+        for k in range(0, len(tiles), per_batch)
+    ]
+    total = sum(len(b) for b in batches)
+    with tqdm(total=total, desc=desc, unit="chunk", disable=not progress) as bar:
         if client is not None:
             from distributed import as_completed
 
-            futures = client.compute(tasks)
-            try:
-                for fut in as_completed(futures):
-                    fut.result()
-                    bar.update(1)
-            finally:
-                client.cancel(futures)
+            for batch in batches:
+                futures = client.compute(batch)
+                try:
+                    for fut in as_completed(futures):
+                        fut.result()
+                        bar.update(1)
+                finally:
+                    client.cancel(futures)
         else:
             from dask.callbacks import Callback
 
-            keys = {t.key for t in tasks}
+            keys = {t.key for b in batches for t in b}
 
             class _Bar(Callback):
                 def _posttask(self, key, result, dsk, state, worker_id):  # noqa: D102
@@ -171,7 +192,8 @@ def _run_tasks(tasks: list[Any], desc: str, progress: bool) -> None:
                         bar.update(1)
 
             with _Bar():
-                dask.compute(*tasks)
+                for batch in batches:
+                    dask.compute(*batch)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -257,6 +279,7 @@ def write_cube(
     overwrite: bool = False,
     progress: bool = True,
     compression_level: int = 3,
+    tiles_per_batch: int | None = None,
 ) -> Path:
     """Write a feature cube and its labels to a resumable, consolidated Zarr store.
 
@@ -287,6 +310,9 @@ def write_cube(
         Show a progress bar over tiles.
     compression_level
         Blosc/zstd level (1 fast ... 9 small).
+    tiles_per_batch
+        Tiles computed per Dask graph (default: twice the scheduler's thread count). Bounds
+        peak memory independently of the region size.
 
     Returns
     -------
@@ -361,22 +387,27 @@ def write_cube(
     fblocks = fdata.to_delayed(optimize_graph=False)[0]
     lblocks = ldata.to_delayed(optimize_graph=False)
     write = dask.delayed(_write_block, pure=False)
-    tasks = []
-    for name, blocks in (("features", fblocks), ("labels", lblocks)):
+    for name in ("features", "labels"):
         (progress_dir / name).mkdir(parents=True, exist_ok=True)
-        for i, ys in enumerate(_tile_slices(rows)):
-            for j, xs in enumerate(_tile_slices(cols)):
+    tiles: list[list[Any]] = []  # row-major, so a batch holds neighbouring tiles
+    for i, ys in enumerate(_tile_slices(rows)):
+        for j, xs in enumerate(_tile_slices(cols)):
+            tile = []
+            for name, block, region in (
+                ("features", fblocks[i, j], (slice(None), ys, xs)),
+                ("labels", lblocks[i, j], (ys, xs)),
+            ):
                 marker = progress_dir / name / f"{i}.{j}"
-                if marker.exists():
-                    continue
-                region = (slice(None), ys, xs) if name == "features" else (ys, xs)
-                tasks.append(write(blocks[i, j], str(path), name, region, str(marker)))
-    n_tiles = 2 * len(rows) * len(cols)
-    if len(tasks) < n_tiles:
-        desc = f"resuming {path.name} ({n_tiles - len(tasks)}/{n_tiles} chunks already written)"
+                if not marker.exists():
+                    tile.append(write(block, str(path), name, region, str(marker)))
+            if tile:
+                tiles.append(tile)
+    n_chunks, todo = 2 * len(rows) * len(cols), sum(len(t) for t in tiles)
+    if todo < n_chunks:
+        desc = f"resuming {path.name} ({n_chunks - todo}/{n_chunks} chunks already written)"
     else:
         desc = f"writing {path.name}"
-    _run_tasks(tasks, desc, progress)
+    _run_tasks(tiles, desc, progress, tiles_per_batch)
     _finalise(path, bands, progress)
     return path
 
