@@ -768,7 +768,11 @@ def predict(
         raise ValueError(f"cube {cube} has no 'grid' attribute (glacierstack.store layout)")
     grid = Grid.from_attrs(ds.attrs["grid"])
     cube_bands = [str(b) for b in ds["band"].values]
-    model = load_cached(source, tiling.resolved_device())
+    _check_scheduler(scheduler)
+    local = scheduler in _LOCAL_SCHEDULERS
+    # the client process needs the model's bands/classes; it only keeps a GPU copy if it runs
+    # the tasks itself
+    model = load_cached(source, tiling.resolved_device() if local else torch.device("cpu"))
     band_index = _band_index(cube_bands, model.bands, cube)
     cs = int(chunk_size) if chunk_size else default_chunk_size(tiling)
     if cs < 1:
@@ -833,6 +837,27 @@ def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} != {new.get(k)!r}" for k in keys)
 
 
+_LOCAL_SCHEDULERS = (None, "threads", "sync", "synchronous")
+
+
+def _check_scheduler(scheduler: Any) -> None:
+    if scheduler in _LOCAL_SCHEDULERS or scheduler == "local-cluster":
+        return
+    if isinstance(scheduler, str):
+        if "://" in scheduler or ":" in scheduler:
+            return
+        raise ValueError(
+            f"scheduler {scheduler!r} is not one of None, 'threads', 'synchronous', "
+            "'local-cluster' or a dask.distributed address like 'tcp://host:8786'"
+        )
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover
+        Client = ()  # type: ignore[assignment]  # noqa: N806
+    if not isinstance(scheduler, Client):
+        raise TypeError(f"scheduler must be a string or a distributed.Client, got {scheduler!r}")
+
+
 def _execute(
     source: ModelSource,
     job: _Job,
@@ -851,7 +876,7 @@ def _execute(
     src = dask.delayed(source, pure=True, name=f"cryonet-model-{token}")
     bar = tqdm(total=len(plan), desc="cryonet predict", unit="chunk", disable=not progress)
     try:
-        if scheduler in (None, "threads", "sync", "synchronous"):
+        if scheduler in _LOCAL_SCHEDULERS:
             tasks = [
                 dask.delayed(_run_chunk, pure=False)(
                     src, job, iy, ix, dask_key_name=f"cryonet-chunk-{token}-{iy}-{ix}"

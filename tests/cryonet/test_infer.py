@@ -378,3 +378,17 @@ def test_local_cluster_loads_model_once_per_worker(tmp_path: Path) -> None:
     c1, p1, _ = read(out)
     assert np.array_equal(c0, c1)
     assert np.abs(p0.astype(int) - p1.astype(int)).max() <= 1
+
+
+def test_unknown_scheduler_is_rejected(tmp_path: Path) -> None:
+    cube = make_cube(tmp_path / "cube.zarr", 20, 20)
+    with pytest.raises(ValueError, match="processes"):
+        predict(
+            InMemoryModel(loaded(SmallConv())),
+            cube,
+            tmp_path / "m.zarr",
+            device="cpu",
+            scheduler="processes",
+            progress=False,
+        )
+    assert not (tmp_path / "m.zarr").exists()
