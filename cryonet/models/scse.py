@@ -42,4 +42,5 @@ class SCSE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Recalibrate ``x`` (shape unchanged)."""
-        return x * self.cse(x) + x * self.sse(x)
+        # x * cSE + x * sSE, with one full-size product instead of two.
+        return x * (self.cse(x) + self.sse(x))

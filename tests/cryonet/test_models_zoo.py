@@ -183,3 +183,21 @@ def test_benchmark_script_runs(tmp_path) -> None:
     assert bench.main([*args, "--iters", "1", "--warmup", "0", "--out", str(out)]) == 0
     (row,) = json.loads(out.read_text())["results"]
     assert row["model"] == "segformer-tiny" and row["train_img_per_s"] > 0
+
+
+def test_scse_matches_definition() -> None:
+    from cryonet.models.scse import SCSE
+
+    torch.manual_seed(0)
+    block = SCSE(32, reduction=16)
+    x = torch.randn(2, 32, 5, 7)
+    # Roy et al. 2019, written out with plain tensor algebra.
+    c1, c2, s = block.cse[1], block.cse[3], block.sse[0]
+    z = x.mean(dim=(2, 3))  # (N, C) global average pool
+    gate_c = torch.sigmoid(
+        torch.relu(z @ c1.weight[:, :, 0, 0].T + c1.bias) @ c2.weight[:, :, 0, 0].T + c2.bias
+    )
+    gate_s = torch.sigmoid(torch.einsum("nchw,c->nhw", x, s.weight[0, :, 0, 0]) + s.bias)
+    ref = x * gate_c[:, :, None, None] + x * gate_s[:, None]
+    torch.testing.assert_close(block(x), ref)
+    assert c1.out_channels == 2
