@@ -472,7 +472,7 @@ def glcm_texture(
         Names from :data:`glacierstack.kernels.GLCM_PROPERTIES` (scikit-image's
         ``graycoprops`` definitions). Dissimilarity alone uses the O(1)-per-pixel running-sum
         path; any other property uses the per-window co-occurrence matrix path
-        (O(window^2) per pixel, some 200x slower).
+        (O(window^2) per pixel, 30-50x slower).
     params
         Window, levels, quantisation range and offsets (``params.source`` is ignored).
     symmetric
