@@ -138,7 +138,15 @@ def _synth(preset: str) -> Callable[[_Context], dict[str, Any]]:
 
         cfg = ctx.config
         size = cfg.size_km if preset == "poiqu" else cfg.resolved_montblanc_km()
-        region = generate_region(preset, ctx.out / "regions" / preset, size, cfg.seed)
+        # no finished record: whatever is in the folder is stale or partial, so replace it
+        region = generate_region(
+            preset,
+            ctx.out / "regions" / preset,
+            size_km=size,
+            seed=cfg.seed,
+            overwrite=True,
+            progress=ctx.progress,
+        )
         return {
             "outputs": {"catalog": _rel(ctx, region.catalog_path)},
             "grid": region.grid.to_attrs(),
@@ -152,16 +160,20 @@ def _cube(preset: str) -> Callable[[_Context], dict[str, Any]]:
     def run(ctx: _Context) -> dict[str, Any]:
         from glacierstack.grid import Grid
         from glacierstack.pipeline import build_cube
+        from glacierstack.store import cube_status
 
         rec = ctx.records[f"synth_{preset}"]
         path = ctx.out / "cubes" / f"{preset}.zarr"
-        build_cube(
-            ctx.output(f"synth_{preset}", "catalog"),
-            path,
-            grid=Grid.from_attrs(rec["grid"]),
-            datetime=rec["datetime"],
-            progress=ctx.progress,
-        )
+        # an unfinished store of the same build is resumed by build_cube; a finished one
+        # (interrupted just before the step record was written) is reused
+        if cube_status(path) != "complete":
+            build_cube(
+                ctx.output(f"synth_{preset}", "catalog"),
+                path,
+                grid=Grid.from_attrs(rec["grid"]),
+                datetime=rec["datetime"],
+                progress=ctx.progress,
+            )
         return {"outputs": {"cube": _rel(ctx, path)}}
 
     return run

@@ -343,7 +343,7 @@ def finetune(
             mean=np.asarray(source.mean, dtype=np.float64),
             std=np.asarray(source.std, dtype=np.float64),
             classes=meta["classes"],
-            epoch=int(meta.get("epoch", 0)),
+            epoch=meta.get("epoch"),
             metrics={"transfer_before": before.to_dict(), "transfer_after": after.to_dict()},
             extra={
                 "finetuned_from": str(checkpoint),
