@@ -14,8 +14,9 @@ interior (see that package's docstring). :func:`apply_kernel` supplies the paddi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 import dask.array as da
 import numpy as np
@@ -42,6 +43,42 @@ def _depth2(depth: int | tuple[int, int]) -> tuple[int, int]:
     return int(dy), int(dx)
 
 
+@overload
+def apply_kernel(
+    kernel: Callable[..., np.ndarray],
+    *inputs: xr.DataArray,
+    depth: int | tuple[int, int] = ...,
+    boundary: Boundary = ...,
+    args: Sequence[Any] = ...,
+    outputs: Sequence[str] | None = ...,
+    dtype: np.dtype | type = ...,
+    name: str | None = ...,
+    attrs: dict[str, Any] | None = ...,
+) -> xr.DataArray: ...
+@overload
+def apply_kernel(
+    kernel: Callable[..., np.ndarray],
+    *inputs: da.Array,
+    depth: int | tuple[int, int] = ...,
+    boundary: Boundary = ...,
+    args: Sequence[Any] = ...,
+    outputs: Sequence[str] | None = ...,
+    dtype: np.dtype | type = ...,
+    name: str | None = ...,
+    attrs: dict[str, Any] | None = ...,
+) -> da.Array: ...
+@overload
+def apply_kernel(
+    kernel: Callable[..., np.ndarray],
+    *inputs: np.ndarray,
+    depth: int | tuple[int, int] = ...,
+    boundary: Boundary = ...,
+    args: Sequence[Any] = ...,
+    outputs: Sequence[str] | None = ...,
+    dtype: np.dtype | type = ...,
+    name: str | None = ...,
+    attrs: dict[str, Any] | None = ...,
+) -> np.ndarray: ...
 def apply_kernel(
     kernel: Callable[..., np.ndarray],
     *inputs: np.ndarray | da.Array | xr.DataArray,
@@ -84,57 +121,73 @@ def apply_kernel(
         Same kind as the input. DataArray results keep dims/coords/attrs of the first input;
         multi-output results get a leading ``output`` dimension with coordinate ``outputs``.
     """
+    kname = getattr(kernel, "__name__", type(kernel).__name__)
     if not inputs:
-        raise ValueError(f"apply_kernel({getattr(kernel, '__name__', kernel)}) needs an input")
+        raise ValueError(f"apply_kernel({kname}) needs an input")
     if boundary not in _NP_PAD:
         raise ValueError(f"boundary must be one of {sorted(_NP_PAD)}, got {boundary!r}")
     ry, rx = _depth2(depth)
-    args = tuple(args)
+    opts = _Opts(kernel, (ry, rx), boundary, tuple(args), outputs, np.dtype(dtype))
 
-    if isinstance(inputs[0], xr.DataArray):
-        if not all(isinstance(a, xr.DataArray) for a in inputs):
-            raise TypeError("apply_kernel: mix of DataArray and non-DataArray inputs")
-        first = inputs[0]
-        for other in inputs[1:]:
-            if other.dims != first.dims or other.shape != first.shape:
-                raise ValueError(
-                    f"apply_kernel({kernel.__name__}): input {other.name!r} has dims/shape "
-                    f"{other.dims}{other.shape}, expected {first.dims}{first.shape} "
-                    f"like {first.name!r}"
-                )
-        data = apply_kernel(
-            kernel,
-            *(a.data for a in inputs),
-            depth=(ry, rx),
-            boundary=boundary,
-            args=args,
-            outputs=outputs,
-            dtype=dtype,
-        )
-        coords = {k: v for k, v in first.coords.items() if set(v.dims) <= set(first.dims)}
-        dims: tuple[str, ...] = first.dims
-        if outputs is not None:
-            dims = ("output", *dims)
-            coords["output"] = list(outputs)
-        return xr.DataArray(
-            data, dims=dims, coords=coords, name=name, attrs={**first.attrs, **(attrs or {})}
-        )
+    if any(isinstance(a, xr.DataArray) for a in inputs):
+        arrays = [a for a in inputs if isinstance(a, xr.DataArray)]
+        if len(arrays) != len(inputs):
+            raise TypeError(f"apply_kernel({kname}): mix of DataArray and non-DataArray inputs")
+        return _apply_dataarray(arrays, opts, name, attrs)
+    plain = [a for a in inputs if not isinstance(a, xr.DataArray)]
+    return _apply_array(plain, opts)
 
+
+@dataclass(frozen=True)
+class _Opts:
+    kernel: Callable[..., np.ndarray]
+    depth: tuple[int, int]
+    boundary: str
+    args: tuple[Any, ...]
+    outputs: Sequence[str] | None
+    dtype: np.dtype
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.kernel, "__name__", type(self.kernel).__name__))
+
+
+def _apply_dataarray(
+    inputs: Sequence[xr.DataArray], o: _Opts, name: str | None, attrs: dict[str, Any] | None
+) -> xr.DataArray:
+    first = inputs[0]
+    for other in inputs[1:]:
+        if other.dims != first.dims or other.shape != first.shape:
+            raise ValueError(
+                f"apply_kernel({o.name}): input {other.name!r} has dims/shape "
+                f"{other.dims}{other.shape}, expected {first.dims}{first.shape} "
+                f"like {first.name!r}"
+            )
+    data = _apply_array([a.data for a in inputs], o)
+    coords = {k: v for k, v in first.coords.items() if set(v.dims) <= set(first.dims)}
+    dims: tuple[Hashable, ...] = first.dims
+    if o.outputs is not None:
+        dims = ("output", *dims)
+        coords["output"] = xr.DataArray(list(o.outputs), dims="output")
+    return xr.DataArray(
+        data, dims=dims, coords=coords, name=name, attrs={**first.attrs, **(attrs or {})}
+    )
+
+
+def _apply_array(inputs: Sequence[np.ndarray | da.Array], o: _Opts) -> np.ndarray | da.Array:
     for a in inputs:
         if a.ndim != 2:
-            raise ValueError(f"apply_kernel({kernel.__name__}) expects 2-D arrays, got {a.shape}")
+            raise ValueError(f"apply_kernel({o.name}) expects 2-D arrays, got {a.shape}")
         if a.shape != inputs[0].shape:
-            raise ValueError(
-                f"apply_kernel({kernel.__name__}): shapes differ: {[x.shape for x in inputs]}"
-            )
-
-    if any(isinstance(a, da.Array) for a in inputs):
-        if not all(isinstance(a, da.Array) for a in inputs):
-            raise TypeError("apply_kernel: mix of NumPy and Dask inputs; convert them first")
-        return _apply_dask(kernel, inputs, ry, rx, boundary, args, outputs, np.dtype(dtype))
-
-    padded = [_pad_numpy(np.asarray(a), ry, rx, boundary) for a in inputs]
-    return np.asarray(kernel(*padded, *args), dtype=dtype)
+            raise ValueError(f"apply_kernel({o.name}): shapes differ: {[x.shape for x in inputs]}")
+    lazy = [a for a in inputs if isinstance(a, da.Array)]
+    if lazy:
+        if len(lazy) != len(inputs):
+            raise TypeError(f"apply_kernel({o.name}): mix of NumPy and Dask inputs")
+        return _apply_dask(lazy, o)
+    ry, rx = o.depth
+    padded = [_pad_numpy(np.asarray(a), ry, rx, o.boundary) for a in inputs]
+    return np.asarray(o.kernel(*padded, *o.args), dtype=o.dtype)
 
 
 def _pad_numpy(a: np.ndarray, ry: int, rx: int, boundary: str) -> np.ndarray:
@@ -145,51 +198,41 @@ def _pad_numpy(a: np.ndarray, ry: int, rx: int, boundary: str) -> np.ndarray:
     return np.pad(a, ((ry, ry), (rx, rx)), **_NP_PAD[boundary])
 
 
-def _apply_dask(
-    kernel: Callable[..., np.ndarray],
-    inputs: Sequence[da.Array],
-    ry: int,
-    rx: int,
-    boundary: str,
-    args: tuple[Any, ...],
-    outputs: Sequence[str] | None,
-    dtype: np.dtype,
-) -> da.Array:
-    first = inputs[0]
+def _apply_dask(inputs: Sequence[da.Array], o: _Opts) -> da.Array:
+    ry, rx = o.depth
     if ry or rx:
         # overlap() needs every chunk at least as large as the depth; rechunk up front so
         # that all inputs share the (possibly enlarged) chunks.
         chunks = tuple(
             da.overlap.ensure_minimum_chunksize(max(r, 1), c)
-            for r, c in zip((ry, rx), first.chunks, strict=True)
+            for r, c in zip(o.depth, inputs[0].chunks, strict=True)
         )
     else:
-        chunks = first.chunks
-    inputs = [a.rechunk(chunks) if a.chunks != chunks else a for a in inputs]
+        chunks = inputs[0].chunks
+    aligned = [a if a.chunks == chunks else a.rechunk(chunks) for a in inputs]
     if ry or rx:
-        bnd = _DASK_BOUNDARY[boundary]
+        bnd = _DASK_BOUNDARY[o.boundary]
         padded = [
             da.overlap.overlap(
-                a if boundary != "nan" or np.issubdtype(a.dtype, np.inexact) else a.astype("f4"),
+                a if o.boundary != "nan" or np.issubdtype(a.dtype, np.inexact) else a.astype("f4"),
                 depth={0: ry, 1: rx},
                 boundary={0: bnd, 1: bnd},
             )
-            for a in inputs
+            for a in aligned
         ]
     else:
-        padded = list(inputs)
+        padded = aligned
+    kernel, args, dtype = o.kernel, o.args, o.dtype
 
     def block(*blocks: np.ndarray) -> np.ndarray:
         return np.asarray(kernel(*(np.ascontiguousarray(b) for b in blocks), *args), dtype=dtype)
 
-    kname = getattr(kernel, "__name__", type(kernel).__name__)
-    qualname = f"{getattr(kernel, '__module__', '')}.{kname}"
-    token = f"{kname}-{tokenize(qualname, *padded, args, str(dtype), outputs)}"
-    if outputs is None:
-        out_chunks: tuple[tuple[int, ...], ...] = chunks
-        new_axis = None
-    else:
-        out_chunks = ((len(outputs),), *chunks)
+    qualname = f"{getattr(kernel, '__module__', '')}.{o.name}"
+    token = f"{o.name}-{tokenize(qualname, *padded, args, str(dtype), o.outputs)}"
+    out_chunks: tuple[tuple[int, ...], ...] = chunks
+    new_axis = None
+    if o.outputs is not None:
+        out_chunks = ((len(o.outputs),), *chunks)
         new_axis = [0]
     return da.map_blocks(
         block,

@@ -40,6 +40,7 @@ __all__ = [
     "FEATURES",
     "TASSELED_CAP_S2",
     "FeatureContext",
+    "FeatureOptions",
     "GLCMParams",
     "PCAFit",
     "compute_features",
@@ -176,11 +177,11 @@ class PCAFit:
         """
         scores = []
         for comp in self.components:
-            total = None
-            for band, m, c in zip(self.bands, self.mean, comp, strict=True):
-                term = (stack.sel(band=band, drop=True).astype(np.float64) - m) * c
-                total = term if total is None else total + term
-            scores.append(total.astype(np.float32))
+            terms = [
+                (stack.sel(band=band, drop=True).astype(np.float64) - m) * c
+                for band, m, c in zip(self.bands, self.mean, comp, strict=True)
+            ]
+            scores.append(sum(terms[1:], terms[0]).astype(np.float32))
         # an explicit per-band sum (not xr.dot/einsum) keeps the input's spatial chunks
         return xr.concat(scores, dim="component").assign_coords(
             component=np.arange(1, len(self.components) + 1)
@@ -490,7 +491,6 @@ def glcm_texture(
     if unknown or not props:
         raise ValueError(f"unknown GLCM properties {unknown}; expected some of {GLCM_PROPERTIES}")
     off = np.asarray(p.offsets, dtype=np.int64)
-    common = {"depth": p.window // 2, "boundary": edges, "outputs": tuple(props)}
     if tuple(props) == ("dissimilarity",):
         args: tuple[Any, ...] = (p.window, p.levels, *p.value_range, off)
         kernel = _single_as_stack(glcm_dissimilarity)
@@ -498,7 +498,14 @@ def glcm_texture(
         codes = np.array([GLCM_PROPERTIES.index(n) for n in props], dtype=np.int64)
         args = (p.window, p.levels, *p.value_range, off, codes, bool(symmetric))
         kernel = glcm_properties
-    out = apply_kernel(kernel, image.astype(np.float32), args=args, **common)
+    out = apply_kernel(
+        kernel,
+        image.astype(np.float32),
+        depth=p.window // 2,
+        boundary=edges,
+        args=args,
+        outputs=tuple(props),
+    )
     return out.rename({"output": "property"})
 
 
@@ -515,7 +522,8 @@ def _velocity(ctx: FeatureContext) -> xr.DataArray:
     if "velocity" in ctx.raw.data_vars:
         return ctx.var("velocity")
     if "vx" in ctx.raw.data_vars and "vy" in ctx.raw.data_vars:
-        return np.hypot(ctx.var("vx"), ctx.var("vy"))
+        speed: xr.DataArray = xr.apply_ufunc(np.hypot, ctx.var("vx"), ctx.var("vy"), dask="allowed")
+        return speed
     raise KeyError(
         "velocity layer needs 'velocity' or both 'vx' and 'vy' in the raw dataset "
         f"(has {sorted(map(str, ctx.raw.data_vars))})"
