@@ -139,6 +139,7 @@ def test_real_dem_chhota_shigri_metric_tm(realdata):
     assert 15 < np.median(slope) < 45 and slope.max() < 90  # steep Himalayan terrain
 
 
+@pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning")  # inside rasterio
 def test_real_dem_hintereisferner_reprojected_to_utm(realdata):
     """Geographic SRTM DEM (EPSG:4326) reprojected to UTM 32N at 30 m, then Horn in metres."""
     rasterio = pytest.importorskip("rasterio")
