@@ -366,7 +366,9 @@ class FeatureContext:
         if key not in self._cache:
             if name not in FEATURES:
                 raise ValueError(f"unknown layer {name!r}; expected one of {list(ALL_LAYERS)}")
-            self._cache[key] = FEATURES[name](self).astype(np.float32).rename(name)
+            arr = FEATURES[name](self).astype(np.float32).rename(name)
+            arr.attrs = {}  # inherited attrs (e.g. the DEM's units on slope) would mislead
+            self._cache[key] = arr
         return self._cache[key]
 
     def cached(self, key: str, build: Callable[[], Any]) -> Any:
