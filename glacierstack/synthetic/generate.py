@@ -48,6 +48,8 @@ LST_NOISE = 0.3
 """Landsat ST noise (K, 1 sigma) per 30 m pixel."""
 DEM_NOISE = 1.5
 """DEM noise (m, 1 sigma)."""
+GDAL_CACHE_MB = 96
+"""GDAL block cache while writing (MB)."""
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,9 @@ def generate_region(
         shutil.rmtree(stage)
     stage.mkdir()
     try:
-        items, truth_paths, grid = _write_products(p, stage, size_km, seed, progress)
+        # a bounded GDAL block cache: windowed writes must not pile up in memory
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            items, truth_paths, grid = _write_products(p, stage, size_km, seed, progress)
         write_catalog(
             stage,
             f"synthetic-{p.name}",

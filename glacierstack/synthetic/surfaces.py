@@ -84,33 +84,30 @@ def surface_reflectance(
     numpy.ndarray
         ``(12, h, w)`` float32 reflectance.
     """
-    E = {k: v[:, None, None] for k, v in ENDMEMBERS.items()}
-    lith = brightness[None] * (1.0 + tilt[None] * (WAVELENGTH_POSITION[:, None, None] - 0.5))
-    rock = E["rock"] * lith
-    debris_s = E["debris"] * lith
-    snow = (
-        E["firn"] + (E["fresh_snow"] - E["firn"]) * np.clip(0.4 + 0.6 * snow_fraction, 0, 1)[None]
-    )
-    # background: rock + seasonal snow + sparse plants
-    sf = snow_fraction[None]
-    fv = veg_fraction[None]
-    out = rock * (1.0 - sf - fv) + snow * sf + E["vegetation"] * fv
-    # clean ice: bare (dusty) ice below the ELA, firn and fresh snow above
-    a = above_ela[None]
-    ice = (E["ice"] * (1 - dust[None]) + E["debris"] * dust[None]) * (1 - a) + (
-        E["firn"] * (1 - a) + E["fresh_snow"] * a
-    ) * a
-    # debris-covered ice: thin debris lets ice show through
-    ice_show = (0.35 * (1.0 - debris_thickness) ** 2)[None]
-    deb = debris_s * (1 - ice_show) + E["ice"] * ice_show
-    water = E["water"] * turbidity[None]
-    veg = E["vegetation"] * fv + rock * (1.0 - fv)
-    lab = labels[None]
-    out = np.where(lab == CLEAN_ICE, ice, out)
-    out = np.where(lab == DEBRIS, deb, out)
-    out = np.where(lab == WATER, water, out)
-    out = np.where(lab == VEGETATION, veg, out)
-    return out.astype(np.float32)
+    masks = {c: labels == c for c in (CLEAN_ICE, DEBRIS, WATER, VEGETATION)}
+    snow_mix = np.clip(0.4 + 0.6 * snow_fraction, 0, 1)
+    ice_show = 0.35 * (1.0 - debris_thickness) ** 2  # thin debris lets ice show through
+    out = np.empty((len(WAVELENGTH_POSITION),) + labels.shape, np.float32)
+    for k, pos in enumerate(WAVELENGTH_POSITION):  # band by band: memory of one band
+        E = {name: float(v[k]) for name, v in ENDMEMBERS.items()}
+        lith = brightness * (1.0 + tilt * (pos - 0.5))
+        rock = E["rock"] * lith
+        snow = E["firn"] + (E["fresh_snow"] - E["firn"]) * snow_mix
+        # background: rock + seasonal snow + sparse plants
+        band = rock * (1.0 - snow_fraction - veg_fraction) + snow * snow_fraction
+        band += E["vegetation"] * veg_fraction
+        # clean ice: bare (dusty) ice below the ELA, firn and fresh snow above
+        a = above_ela
+        ice = (E["ice"] * (1 - dust) + E["debris"] * dust) * (1 - a) + (
+            E["firn"] * (1 - a) + E["fresh_snow"] * a
+        ) * a
+        band = np.where(masks[CLEAN_ICE], ice, band)
+        deb = E["debris"] * lith * (1 - ice_show) + E["ice"] * ice_show
+        band = np.where(masks[DEBRIS], deb, band)
+        band = np.where(masks[WATER], E["water"] * turbidity, band)
+        veg = E["vegetation"] * veg_fraction + rock * (1.0 - veg_fraction)
+        out[k] = np.where(masks[VEGETATION], veg, band)
+    return out
 
 
 def render_surface(scene, window: tuple[int, int, int, int]) -> Surface:  # noqa: ANN001
