@@ -34,6 +34,7 @@ __all__ = [
     "PatchSampler",
     "PatchSplit",
     "SplitConfig",
+    "batch_loader",
     "class_counts",
     "class_weights",
     "make_split",
@@ -437,7 +438,8 @@ class PatchDataset(torch.utils.data.Dataset):
     ``(P, P)`` with 255 = ignore. The index may be an ``int`` or ``(int, aug)`` with ``aug`` in
     0..7 selecting a flip/rot90 (what :class:`PatchSampler` yields when augmenting), so the
     augmentation is a pure function of the sampler's seed and epoch, independent of the
-    number of workers.
+    number of workers. A ``list`` of such indices returns a whole batch ``(B, band, P, P)``,
+    ``(B, P, P)`` filled in place (see :func:`batch_loader`).
     """
 
     def __init__(self, source: CubeSource, windows: np.ndarray, patch_size: int) -> None:
@@ -451,19 +453,61 @@ class PatchDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fill(self, item: int | tuple[int, int], x: np.ndarray, y: np.ndarray) -> None:
+        """Write one normalised (and augmented) patch into ``x`` / ``y`` with one copy."""
         idx, code = (item, 0) if isinstance(item, int | np.integer) else item
         y0, x0 = (int(v) for v in self.windows[idx])
         raw = self.source.read_features(y0, x0, self.patch_size)
-        x = raw * self._scale + self._offset
-        np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        y = self.source.read_labels(y0, x0, self.patch_size)
-        if code:
-            x, y = _augment(x, y, int(code))
-        return (
-            torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-            torch.from_numpy(np.ascontiguousarray(y).astype(np.int64)),
-        )
+        lab = self.source.read_labels(y0, x0, self.patch_size)
+        if code:  # views only; the normalisation below does the single copy
+            raw, lab = _augment(raw, lab, int(code))
+        np.multiply(raw, self._scale, out=x)
+        np.add(x, self._offset, out=x)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            x[bad] = 0.0
+        y[...] = lab
+
+    def __getitem__(
+        self, item: int | tuple[int, int] | list[int | tuple[int, int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        batched = isinstance(item, list)
+        items = item if batched else [item]
+        p, c = self.patch_size, self.source.n_bands
+        x = np.empty((len(items), c, p, p), np.float32)
+        y = np.empty((len(items), p, p), np.int64)
+        for k, it in enumerate(items):
+            self._fill(it, x[k], y[k])
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        return (xt, yt) if batched else (xt[0], yt[0])
+
+
+def batch_loader(
+    dataset: PatchDataset,
+    sampler: torch.utils.data.Sampler,
+    batch_size: int,
+    *,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    generator: torch.Generator | None = None,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
+    """DataLoader that assembles each batch inside the dataset (one copy per patch).
+
+    The sampler's items are grouped by a ``BatchSampler`` and ``dataset[list]`` fills one
+    preallocated ``(B, C, P, P)`` array, instead of per-sample tensors that the default
+    collate would copy again with ``torch.stack``. Batches equal those of a plain
+    ``DataLoader(dataset, batch_size, sampler=sampler)``.
+    """
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=torch.utils.data.BatchSampler(sampler, batch_size, drop_last),
+        num_workers=num_workers,
+        generator=generator,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
 
 
 class PatchSampler(torch.utils.data.Sampler):

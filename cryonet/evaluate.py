@@ -19,10 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from cryonet.checkpoint import load_model
-from cryonet.data import SPLIT_FILE, CubeSource, PatchDataset, PatchSampler, PatchSplit
+from cryonet.data import (
+    SPLIT_FILE,
+    CubeSource,
+    PatchDataset,
+    PatchSampler,
+    PatchSplit,
+    batch_loader,
+)
 from cryonet.metrics import SegmentationMetrics
 from cryonet.train import TrainConfig, _resolve_device, evaluate_loader, train
 from glacierstack.classes import CLASSES, NUM_CLASSES
@@ -195,10 +201,10 @@ def evaluate(
     ds = PatchDataset(source, split.subset(subset), split.patch_size)
     if len(ds) == 0:
         raise ValueError(f"the split has no {subset!r} patches")
-    loader = torch.utils.data.DataLoader(
+    loader = batch_loader(
         ds,
-        batch_size=batch_size,
-        sampler=PatchSampler(len(ds), shuffle=False, equal_shards=False),
+        PatchSampler(len(ds), shuffle=False, equal_shards=False),
+        batch_size,
         num_workers=num_workers,
     )
     metrics, _ = evaluate_loader(model, loader, dev, num_classes=NUM_CLASSES, amp=amp)

@@ -48,6 +48,7 @@ from cryonet.data import (
     PatchSampler,
     PatchSplit,
     SplitConfig,
+    batch_loader,
     class_counts,
     class_weights,
     make_split,
@@ -340,16 +341,15 @@ def _loader(
     seed: int,
     device: torch.device,
 ) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(
+    return batch_loader(
         dataset,
-        batch_size=batch_size,
-        sampler=sampler,
+        sampler,
+        batch_size,
         num_workers=num_workers,
         drop_last=drop_last,
         pin_memory=device.type == "cuda",
         # own generator: creating the iterator must not consume the global torch RNG
         generator=torch.Generator().manual_seed(seed),
-        persistent_workers=False,
     )
 
 

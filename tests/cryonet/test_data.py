@@ -16,6 +16,7 @@ from cryonet.data import (
     PatchSampler,
     PatchSplit,
     SplitConfig,
+    batch_loader,
     class_counts,
     class_weights,
     make_split,
@@ -172,18 +173,20 @@ def test_sampler_is_deterministic_resumable_and_sharded():
     assert sorted(ev[0] + ev[1]) == list(range(23))
 
 
-def test_dataloader_workers_give_the_same_batches(cube):
+def test_batch_loader_equals_plain_dataloader_with_and_without_workers(cube):
     src = CubeSource(cube, cache="zarr")
     sp = make_split(src, SplitConfig(patch_size=32))
     ds = PatchDataset(src, sp.subset("train"), 32)
 
-    def batches(workers):
-        sampler = PatchSampler(len(ds), seed=0, augment=True)
-        dl = torch.utils.data.DataLoader(ds, batch_size=4, sampler=sampler, num_workers=workers)
-        return list(dl)
+    def sampler():
+        return PatchSampler(len(ds), seed=0, augment=True)
 
-    for (xa, ya), (xb, yb) in zip(batches(0), batches(2), strict=True):
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    plain = list(torch.utils.data.DataLoader(ds, batch_size=4, sampler=sampler()))
+    for workers in (0, 2):
+        fast = list(batch_loader(ds, sampler(), 4, num_workers=workers))
+        assert len(fast) == len(plain)
+        for (xa, ya), (xb, yb) in zip(plain, fast, strict=True):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
 def test_errors_name_the_problem(cube, tmp_path):
