@@ -201,3 +201,23 @@ def test_scse_matches_definition() -> None:
     ref = x * gate_c[:, :, None, None] + x * gate_s[:, None]
     torch.testing.assert_close(block(x), ref)
     assert c1.out_channels == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    "preset", ["cryonet-tiny", "unet-tiny", "deeplabv3plus-tiny", "segformer-tiny"]
+)
+def test_autocast_channels_last_cuda(preset: str, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    model = create_model(preset, IN_CHANNELS, NUM_CLASSES).cuda()
+    model = model.to(memory_format=torch.channels_last).train()
+    x = torch.randn(4, IN_CHANNELS, 96, 80, device="cuda").to(memory_format=torch.channels_last)
+    target = torch.randint(0, NUM_CLASSES, (4, 96, 80), device="cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    with torch.autocast("cuda", dtype=dtype):
+        y = model(x)
+        loss = F.cross_entropy(y, target)
+    scaler.scale(loss).backward()
+    assert y.shape == (4, NUM_CLASSES, 96, 80) and torch.isfinite(y).all()
+    assert torch.isfinite(_first_conv(model).weight.grad).all()
