@@ -195,7 +195,9 @@ def make_glaciers(
     zc = z[ir, ic]
     # tongue: within the flux-dependent half-width, and not climbing the trough walls
     g_tongue = np.minimum(wn - dist, 40.0 + 0.6 * dist - (z - zc))
-    g_tongue = np.where((b < 0) | (slope < math.radians(40.0)), g_tongue, -dx)
+    # above the ELA only the main flow lines (not every gully) carry ice beyond the basins
+    main = q[ir, ic] > 5.0 * q_min
+    g_tongue = np.where((b < 0) | ((slope < math.radians(40.0)) & main), g_tongue, -dx)
     glacier = np.maximum(sd_acc, g_tongue)
     glacier = ndimage.gaussian_filter(glacier, 1.0)
     # drop glacierets smaller than ~0.05 km2 (snow patches, not glaciers)

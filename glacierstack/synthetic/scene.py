@@ -118,7 +118,7 @@ def build_scene(preset: str | RegionPreset, size_km: float = 20.0, seed: int = 0
     veg = veg + 2.0 * (p.vegetation_amount - 0.5) + 0.8 * fractal_noise(rng, z.shape, 3.0)
     # seasonal snow patches: above the snowline, favoured on shaded (north-facing) ground
     northness = np.cos(aspect) * np.sin(slope)
-    snow = (z - p.level(p.snowline, size)) / (400.0 * s) + 1.5 * northness - 1.6
+    snow = (z - p.level(p.snowline, size)) / (400.0 * s) + 1.5 * northness - 2.1
     snow = snow + 0.7 * fractal_noise(rng, z.shape, 3.0)
     snow = np.where(slope > math.radians(45.0), snow - 1.0, snow)
     phase = 2.0 * fractal_noise(rng, z.shape, 3.5) + 6e-4 * (z - z.mean())

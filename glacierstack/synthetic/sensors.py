@@ -46,7 +46,7 @@ class Encoding:
 
 S2_ENCODING = Encoding("uint16", 0, 0.0001, -0.1)
 """Sentinel-2 L2A, processing baseline >= 04.00 (BOA_ADD_OFFSET = -1000)."""
-DEM_ENCODING = Encoding("float32", -32767.0, unit="metre")
+DEM_ENCODING = Encoding("float32", -32767.0, unit="meter")
 LST_ENCODING = Encoding("uint16", 0, 0.00341802, 149.0, unit="kelvin")
 VELOCITY_ENCODING = Encoding("float32", -32767.0, unit="m/yr")
 SLC_ENCODING = Encoding("complex64", None)
