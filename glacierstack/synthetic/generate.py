@@ -8,6 +8,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import rasterio
@@ -336,9 +337,8 @@ def _write_products(
     vel_grid = grid.with_resolution(120)
     vx = block_mean(scene.glaciers.vx, 4) + ITS_LIVE_NOISE * rng.standard_normal(vel_grid.shape)
     vy = block_mean(scene.glaciers.vy, 4) + ITS_LIVE_NOISE * rng.standard_normal(vel_grid.shape)
-    gaps = fractal_noise(rng, vel_grid.shape, 3.0) > np.quantile(
-        fractal_noise(np.random.default_rng(0), (64, 64), 3.0), 1 - ITS_LIVE_GAP_FRACTION
-    )
+    # blobs of a standardised Gaussian field above its (1 - gap fraction) quantile
+    gaps = fractal_noise(rng, vel_grid.shape, 3.0) > NormalDist().inv_cdf(1 - ITS_LIVE_GAP_FRACTION)
     vel_dir = item_dir("its-live-velocity", "vel")
     vel_paths = {}
     for key, arr in (("v", np.hypot(vx, vy)), ("vx", vx), ("vy", vy)):
