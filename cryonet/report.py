@@ -491,11 +491,19 @@ def build_demo_report(
     sections: list[Section] = []
 
     # ---- overview
+    nan = float("nan")
     rows = [
-        (name, float(rec.get("seconds", float("nan"))), str(rec.get("finished", "")))
+        (
+            name,
+            float(rec.get("seconds", nan)),
+            float(rec.get("cpu_seconds", nan)),
+            str(rec.get("finished", ""))[:19],
+        )
         for name, rec in records.items()
     ]
-    timing = pd.DataFrame(rows, columns=["step", "seconds", "finished (UTC)"]).set_index("step")
+    timing = pd.DataFrame(
+        rows, columns=["step", "wall seconds", "CPU seconds (main process)", "finished (UTC)"]
+    ).set_index("step")
     cfg_text = ""
     if config:
         cfg_text = "Configuration: " + ", ".join(
