@@ -157,14 +157,22 @@ def cmd_floor(catalog_dir: str, cube: str, tmp: str) -> None:
 
 
 def cmd_region(out: str, size_km: float, seed: int) -> None:
+    """Generate the synthetic region (or reuse one generated earlier into the same workdir)."""
+    info = Path(f"{out}.json")
+    if info.is_file() and Path(out, "catalog.json").is_file():
+        print(info.read_text())
+        return
     from glacierstack.synthetic import generate_region
 
     t0 = time.perf_counter()
-    region = generate_region("poiqu", out, size_km=size_km, seed=seed)
-    print(json.dumps({
+    region = generate_region("poiqu", out, size_km=size_km, seed=seed, progress=False,
+                             overwrite=True)  # fmt: skip
+    text = json.dumps({
         "catalog": str(region.catalog_path), "grid": region.grid.to_attrs(),
         "datetime": str(region.datetime), "gen_s": time.perf_counter() - t0,
-    }))  # fmt: skip
+    })  # fmt: skip
+    info.write_text(text)
+    print(text)
 
 
 # ------------------------------------------------------------------------- driver

@@ -298,6 +298,14 @@ def compose_labels(
     return out
 
 
+def _label_block(glacier, debris, valid, *idx, has_ndwi: bool, has_ndvi: bool, rules: LabelRules):
+    """Map :func:`compose_labels` over aligned blocks (a module-level function: cheap to pickle)."""
+    it = iter(idx)
+    ndwi = next(it) if has_ndwi else None
+    ndvi = next(it) if has_ndvi else None
+    return compose_labels(glacier, debris, ndwi, ndvi, valid, rules)
+
+
 def _check_on_grid(arr: xr.DataArray, grid: Grid, name: str) -> None:
     if arr.dims != ("y", "x"):
         raise ValueError(f"{name} must have dims ('y', 'x'), got {arr.dims}")
@@ -385,14 +393,19 @@ def make_labels(
         if idx is not None:
             ok = ok & da.isfinite(idx)
 
-    def block_fn(g, d, ok_, *idx):
-        it = iter(idx)
-        w = next(it) if d_ndwi is not None else None
-        v = next(it) if d_ndvi is not None else None
-        return compose_labels(g, d, w, v, ok_, rules)
-
     extra = [a for a in (d_ndwi, d_ndvi) if a is not None]
-    data = da.map_blocks(block_fn, glacier, debris, ok, *extra, dtype=np.uint8, token="labels")
+    data = da.map_blocks(
+        _label_block,
+        glacier,
+        debris,
+        ok,
+        *extra,
+        has_ndwi=d_ndwi is not None,
+        has_ndvi=d_ndvi is not None,
+        rules=rules,
+        dtype=np.uint8,
+        token="labels",
+    )
     attrs = {
         "long_name": "CryoNet class label",
         "nodata": NODATA_LABEL,
