@@ -126,6 +126,8 @@ class TrainConfig:
     """Seed of the split, the sample order, augmentation and the model initialisation."""
     device: str = "auto"
     """``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1`` ..."""
+    threads: int | None = None
+    """torch intra-op CPU threads (``None``: torch's default, one per core)."""
 
     def split_config(self) -> SplitConfig:
         """Return the :class:`cryonet.data.SplitConfig` part of this config."""
@@ -355,7 +357,7 @@ def _loader(
 
 def _check_resume_config(saved: Mapping[str, Any], config: TrainConfig, path: Path) -> None:
     mine = config.to_dict()
-    allowed = {"epochs", "num_workers", "device", "checkpoint_every_steps", "cache"}
+    allowed = {"epochs", "num_workers", "device", "checkpoint_every_steps", "cache", "threads"}
     diff = sorted(k for k in mine if k not in allowed and saved.get(k) != mine[k])
     if diff:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in diff)
@@ -468,6 +470,8 @@ def train(
 
     config = config or TrainConfig()
     run = Path(out)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     device = _resolve_device(config.device)
     dist = _init_distributed(device)
     if device.type == "cuda":

@@ -37,6 +37,7 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     num_workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
     resume: Annotated[bool, typer.Option(help="Resume from OUT if it holds a run.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -59,6 +60,7 @@ def train(
         device=device,
         num_workers=num_workers,
         seed=seed,
+        threads=threads,
     )
     if model is not None and encoder is None:
         cfg = replace(cfg, encoder=None)  # the model's/preset's default encoder
