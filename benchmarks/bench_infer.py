@@ -226,6 +226,7 @@ def child(args: argparse.Namespace) -> None:
             amp=args.amp,
             scheduler=sched,
             workers=args.child_workers,
+            torch_threads=args.child_threads,
         )
     print(
         json.dumps({"wall_s": wall, "peak_rss_mb": rss.peak / 2**20, "base_rss_mb": base / 2**20})
@@ -233,7 +234,12 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_child(
-    args: argparse.Namespace, cube: Path, out: Path, chunk: int, workers: int | None
+    args: argparse.Namespace,
+    cube: Path,
+    out: Path,
+    chunk: int,
+    workers: int | None,
+    threads: int | None = None,
 ) -> dict:
     cmd = [
         sys.executable,
@@ -254,6 +260,8 @@ def run_child(
     ]
     if workers:
         cmd += ["--child-workers", str(workers)]
+    if threads:
+        cmd += ["--child-threads", str(threads)]
     if args.amp:
         cmd.append("--amp")
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -287,7 +295,9 @@ def main() -> None:
     ap.add_argument("--amp", action="store_true", help="autocast forward (float16 on CUDA)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--skip", nargs="*", default=[], choices=["paper", "rss", "scaling"])
+    ap.add_argument(
+        "--skip", nargs="*", default=[], choices=["cpu-preset", "paper", "rss", "scaling"]
+    )
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--md", type=Path, default=None, help="append a Markdown table here")
     # child mode (internal)
@@ -297,6 +307,7 @@ def main() -> None:
     ap.add_argument("--child-cube", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     ap.add_argument("--child-workers", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-threads", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args)
@@ -398,23 +409,28 @@ def main() -> None:
         n = 768 if args.full else 384
         cube = make_cube(work / f"cube_{n}x{n}_c{chunk}.zarr", n, n, chunk=chunk)
         out = {}
-        for label, workers in [
-            ("threads (1 task at a time)", None),
-            ("LocalCluster 1 worker", 1),
-            ("LocalCluster 2 workers", 2),
-        ]:
+        cores = os.cpu_count() or 1
+        configs = [  # label, LocalCluster workers (None: threaded scheduler), torch threads
+            (f"threads, torch {cores} thr", None, cores),
+            ("threads, torch 1 thr", None, 1),
+            (f"LocalCluster 1 worker x {cores} thr", 1, cores),
+            ("LocalCluster 1 worker x 1 thr", 1, 1),
+            ("LocalCluster 2 workers x 1 thr", 2, 1),
+        ]
+        for label, workers, threads in configs:
             runs = [
-                run_child(args, cube, work / f"scale_{workers}.zarr", chunk, workers)
+                run_child(args, cube, work / f"scale_{workers}.zarr", chunk, workers, threads)
                 for _ in range(max(1, args.repeats - 1))
             ]
             out[label] = statistics.median(r["wall_s"] for r in runs)
             log(f"  scaling {label}: {[round(r['wall_s'], 2) for r in runs]} s")
-        t1 = out["LocalCluster 1 worker"]
+        t1 = out["LocalCluster 1 worker x 1 thr"]
+        t2 = out["LocalCluster 2 workers x 1 thr"]
         rows.append(
             f"| scaling | cpu-preset, {n}x{n} px, chunk {chunk} "
             f"({math.ceil(n / chunk) ** 2} tasks; wall incl. cluster start-up) | "
             + "; ".join(f"{k}: {v:.1f} s" for k, v in out.items())
-            + f"; 2 vs 1 worker speed-up **{t1 / out['LocalCluster 2 workers']:.2f}x** |"
+            + f"; 2 vs 1 worker (1 thread each) speed-up **{t1 / t2:.2f}x** |"
         )
         log(rows[-1])
 

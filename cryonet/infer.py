@@ -719,6 +719,7 @@ def predict(
     amp: bool = False,
     scheduler: Any = None,
     workers: int | None = None,
+    torch_threads: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
@@ -746,6 +747,10 @@ def predict(
         Threads for the local threaded scheduler (default 1: torch already uses every core),
         or, with ``scheduler="local-cluster"``, the number of single-threaded worker processes
         of a new ``LocalCluster``.
+    torch_threads
+        Torch intra-op threads in each process running tasks (``torch.set_num_threads``).
+        Default: unchanged for the local schedulers and an existing cluster (Dask workers
+        start with one thread), ``cores // workers`` for a cluster started here.
     overwrite
         Replace an existing store instead of resuming it.
     progress
@@ -814,7 +819,7 @@ def predict(
 
     done = np.asarray(zarr.open_array(store=str(out), path=_DONE, mode="r")[:])
     plan = [(iy, ix) for iy, ix, _, _ in chunk_plan(grid.shape, cs) if not done[iy, ix]]
-    job = _Job(str(cube), str(out), tuple(band_index), grid.shape, cs, tiling)
+    job = _Job(str(cube), str(out), tuple(band_index), grid.shape, cs, tiling, torch_threads)
     _execute(source, job, plan, scheduler, workers, progress)
     _finalise_store(out)
     return out
@@ -873,10 +878,10 @@ def _execute(
     if not plan:
         return
     token = dask.base.tokenize(job, source.cache_key)
-    src = dask.delayed(source, pure=True, name=f"cryonet-model-{token}")
     bar = tqdm(total=len(plan), desc="cryonet predict", unit="chunk", disable=not progress)
     try:
         if scheduler in _LOCAL_SCHEDULERS:
+            src = dask.delayed(source, pure=True, name=f"cryonet-model-{token}")
             tasks = [
                 dask.delayed(_run_chunk, pure=False)(
                     src, job, iy, ix, dask_key_name=f"cryonet-chunk-{token}-{iy}-{ix}"
@@ -896,17 +901,29 @@ def _execute(
             n = workers or 1
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None)
             client = Client(cluster)
-            job = _replace_threads(job, max(1, (os.cpu_count() or 1) // n))
+            if job.torch_threads is None:
+                job = _replace_threads(job, max(1, (os.cpu_count() or 1) // n))
         else:
             client = Client(str(scheduler))
         try:
-            tasks = [
-                dask.delayed(_run_chunk, pure=False)(
-                    src, job, iy, ix, dask_key_name=f"cryonet-chunk-{token}-{iy}-{ix}"
+            # A checkpoint source is a path (tiny, sent with each task); an in-memory model is
+            # sent to every worker once (broadcast, so a lost worker loses no single copy).
+            src: Any = source
+            if not isinstance(source, CheckpointModel):
+                src = client.scatter(source, broadcast=True, hash=False)
+            futures = [
+                client.submit(
+                    _run_chunk,
+                    src,
+                    job,
+                    iy,
+                    ix,
+                    key=f"cryonet-chunk-{token}-{iy}-{ix}",
+                    pure=False,
+                    retries=2,
                 )
                 for iy, ix in plan
             ]
-            futures = client.compute(tasks)
             for fut in as_completed(futures):
                 fut.result()
                 bar.update()
