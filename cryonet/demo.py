@@ -48,7 +48,7 @@ STEP_DIR = "steps"
 class DemoConfig:
     """Sizes and budgets of the demo (defaults: about 20 minutes on 2 CPU cores)."""
 
-    size_km: float = 20.0
+    size_km: float = 8.0
     """Edge of the square synthetic Poiqu region in km (10 m pixels)."""
     montblanc_size_km: float | None = None
     """Edge of the Mont Blanc region; ``None``: ``min(size_km, 10)`` (it is only used for the
