@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "tutorials" / "glacier_mapping_quickstart.ipynb"
+TUTORIALS = Path(__file__).resolve().parents[1] / "docs" / "tutorials"
+NOTEBOOK = TUTORIALS / "glacier_mapping_quickstart.ipynb"
 
 
 def test_notebook_is_committed_without_outputs():
@@ -55,8 +56,6 @@ def test_tutorial_notebook_executes(tmp_path):
     ]
     assert len(images) >= 2, "expected the quicklook figure and the class map"
     # the dashboard link of the LocalCluster is shown
-    text = "".join(
-        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
-    )
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "dashboard: http" in text
     print(f"notebook executed in {elapsed:.0f} s")
