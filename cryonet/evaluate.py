@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from cryonet.checkpoint import load_model
 from cryonet.data import (
@@ -31,7 +32,7 @@ from cryonet.data import (
 )
 from cryonet.metrics import SegmentationMetrics
 from cryonet.train import TrainConfig, _resolve_device, evaluate_loader, train
-from glacierstack.classes import CLASSES, NUM_CLASSES
+from glacierstack.classes import CLASSES, NODATA_LABEL, NUM_CLASSES
 
 __all__ = [
     "PAPER_CLASS_ORDER",
@@ -165,6 +166,7 @@ def evaluate(
     num_workers: int = 0,
     device: str = "auto",
     amp: bool = True,
+    dedupe: bool = True,
 ) -> SegmentationMetrics:
     """Evaluate a checkpoint on one subset of a split.
 
@@ -186,6 +188,9 @@ def evaluate(
         Row name in the tables (default: the checkpoint's model name).
     batch_size, num_workers, device, amp
         Inference settings (``amp`` only matters on CUDA).
+    dedupe
+        Count every pixel once when windows overlap (the prediction of the first window in
+        split order that holds it); without overlap this changes nothing.
 
     Returns
     -------
@@ -207,7 +212,21 @@ def evaluate(
         batch_size,
         num_workers=num_workers,
     )
-    metrics, _ = evaluate_loader(model, loader, dev, num_classes=NUM_CLASSES, amp=amp)
+    hook = None
+    if dedupe:  # overlapping windows: count every pixel once (first window that holds it)
+        counted = np.zeros(source.shape, dtype=bool)
+        windows, size = split.subset(subset), split.patch_size
+
+        def hook(b: int, y: torch.Tensor) -> torch.Tensor:
+            for k, (y0, x0) in enumerate(windows[b * batch_size : (b + 1) * batch_size]):
+                seen = counted[y0 : y0 + size, x0 : x0 + size]
+                y[k][torch.from_numpy(seen.copy())] = NODATA_LABEL
+                seen[...] = True
+            return y
+
+    metrics, _ = evaluate_loader(
+        model, loader, dev, num_classes=NUM_CLASSES, amp=amp, target_hook=hook
+    )
     if out is not None:
         from cryonet.report import plot_confusion_matrix
 

@@ -291,10 +291,13 @@ def evaluate_loader(
     loss_fn: nn.Module | None = None,
     amp: bool = False,
     class_names: Sequence[str] = CLASS_NAMES,
+    target_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[SegmentationMetrics, float]:
     """Accumulate the confusion matrix (and mean loss) of ``model`` over ``loader``.
 
     Under an initialised process group the matrix and loss are summed over all processes.
+    ``target_hook(batch_index, labels)`` may rewrite the labels of a batch before counting
+    (e.g. set already counted pixels to 255).
 
     Returns
     -------
@@ -305,7 +308,9 @@ def evaluate_loader(
     model.eval()
     cm = ConfusionMatrix(num_classes, device=device)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
-    for x, y in loader:
+    for b, (x, y) in enumerate(loader):
+        if target_hook is not None:
+            y = target_hook(b, y)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device, amp):
             logits = model(x)

@@ -165,3 +165,21 @@ def test_train_cli_resumes_a_finished_run(cube, cmp):
     assert "best checkpoint" in res.output
     assert (run / "checkpoints" / "best.pt").stat().st_mtime_ns == before  # nothing retrained
     assert yaml.safe_load((run / "config.yaml").read_text())["model"] == "unet-tiny"
+
+
+def test_overlapping_test_windows_count_each_pixel_once(cube, run):
+    from cryonet.data import CubeSource, SplitConfig, make_split
+
+    src = CubeSource(cube)
+    split = make_split(src, SplitConfig(patch_size=32, overlap=16, seed=3))
+    test = split.subset("test")
+    union = np.zeros(src.shape, bool)
+    for y0, x0 in test:
+        union[y0 : y0 + 32, x0 : x0 + 32] = True
+    labelled = union & (src.labels != 255)
+    ckpt = run / "checkpoints" / "best.pt"
+    once = evaluate(ckpt, cube, split, device="cpu", batch_size=3)
+    twice = evaluate(ckpt, cube, split, device="cpu", batch_size=3, dedupe=False)
+    assert once.total_pixels == labelled.sum()
+    per_window = sum(int((src.read_labels(y, x, 32) != 255).sum()) for y, x in test)
+    assert twice.total_pixels == per_window > once.total_pixels
