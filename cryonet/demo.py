@@ -333,6 +333,8 @@ def _run_transfer(ctx: _Context) -> dict[str, Any]:
 def _run_report(ctx: _Context) -> dict[str, Any]:
     from cryonet.report import build_demo_report
 
+    for stale in ("report.md", "report.html"):
+        (ctx.out / stale).unlink(missing_ok=True)
     path = build_demo_report(ctx.out, ctx.records, config=asdict(ctx.config), html=ctx.config.html)
     outputs = {"markdown": _rel(ctx, path)}
     if path.with_suffix(".html").exists():

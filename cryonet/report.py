@@ -97,6 +97,7 @@ def plot_class_map(
     reference: np.ndarray | None = None,
     alpha: float = 0.6,
     extent: tuple[float, float, float, float] | None = None,
+    units: str | None = None,
     title: str = "CryoNet class map",
 ) -> Path:
     """Plot a class map over a false-colour composite (and optionally the reference labels).
@@ -117,6 +118,8 @@ def plot_class_map(
         Opacity of the class colours over the composite.
     extent
         ``(xmin, xmax, ymin, ymax)`` map coordinates for the axes (e.g. UTM metres).
+    units
+        Axis label suffix for ``extent`` (e.g. ``"km, EPSG:32645"``).
     title
         Title of the prediction panel.
 
@@ -147,6 +150,9 @@ def plot_class_map(
             ax.imshow(_class_rgba(layer, classes, alpha), extent=extent, interpolation="nearest")
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
+        if units:
+            ax.set_xlabel(f"easting ({units})", fontsize=7)
+            ax.set_ylabel(f"northing ({units})", fontsize=7)
     handles = [Patch(facecolor=c.color, label=c.label) for c in classes]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
@@ -439,6 +445,7 @@ def _class_map_figure(
         path,
         reference=ref,
         extent=extent,
+        units=f"km, {ds.rio.crs.to_string() if ds.rio.crs else 'map units'}",
         title="CryoNet prediction (whole region)",
     )
     full_ref = ds["labels"].values
@@ -518,7 +525,8 @@ def build_demo_report(
                 "the synthetic data; the paper's figures on real data are quoted for orientation "
                 "only.\n\n" + cfg_text
             ),
-            tables=(("Step wall times (this machine)", timing),),
+            tables=(("Step times on this machine", timing),),
+            notes=(f"total wall time of the steps: {timing['wall seconds'].sum() / 60:.1f} min",),
             floatfmt=".1f",
         )
     )
@@ -526,12 +534,21 @@ def build_demo_report(
     # ---- training + evaluation
     tr = records.get("train")
     if tr:
+        import yaml
+
         curves = output("train", "curves")
+        cfg_path = out / str(tr["outputs"]["run"]) / "config.yaml"
+        tcfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
+        recipe = ", ".join(
+            f"{k} {tcfg[k]}"
+            for k in ("model", "patch_size", "batch_size", "epochs", "lr", "scheduler")
+            if k in tcfg
+        )
         sections.append(
             Section(
                 "Training (CPU preset)",
                 text=(
-                    f"{tr.get('epochs')} epochs; best validation mIoU "
+                    f"Recipe: {recipe}. {tr.get('epochs')} epochs run; best validation mIoU "
                     f"{100 * float(tr.get('best_val_miou', float('nan'))):.2f} %. "
                     f"Checkpoint: `{tr['outputs']['checkpoint']}`."
                 ),
