@@ -165,8 +165,9 @@ def test_until_and_bad_names(tmp_path):
         run_demo(tmp_path, redo=["nope"], progress=False)
     with pytest.raises(TypeError, match="unknown demo option"):
         run_demo(tmp_path, progress=False, bogus=1)
-    assert DemoConfig().resolved_montblanc_km() == 10.0
+    assert DemoConfig(size_km=20).resolved_montblanc_km() == 10.0
     assert DemoConfig(size_km=3).resolved_montblanc_km() == 3
+    assert DemoConfig(size_km=3, montblanc_size_km=5).resolved_montblanc_km() == 5
 
 
 def test_cli_demo_reuses_finished_run(demo):
