@@ -49,15 +49,6 @@ DEFAULT_FOCUS_CLASSES: tuple[str, ...] = ("clean_ice", "debris")
 
 
 # --------------------------------------------------------------------------- metrics
-def _confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Confusion matrix (rows = reference, columns = prediction), ignoring nodata."""
-    t = np.asarray(y_true).reshape(-1).astype(np.int64)
-    p = np.asarray(y_pred).reshape(-1).astype(np.int64)
-    keep = (t != NODATA_LABEL) & (t >= 0) & (t < num_classes)
-    idx = t[keep] * num_classes + p[keep]
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
 def metrics_from_confusion(cm: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
     """Scalar metrics used by the importance analysis, from one confusion matrix.
 
@@ -75,25 +66,19 @@ def metrics_from_confusion(cm: np.ndarray, classes: Sequence[str]) -> dict[str, 
         (NaN where a class is absent from both reference and prediction, or from the reference
         for the class accuracy).
     """
-    cm = np.asarray(cm, dtype=np.float64)
+    from cryonet.metrics import SegmentationMetrics
+
+    cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
         raise ValueError(
             f"confusion matrix of shape {cm.shape} does not match "
             f"{len(classes)} classes {list(classes)}"
         )
-    tp = np.diag(cm)
-    ref = cm.sum(axis=1)
-    pred = cm.sum(axis=0)
-    union = ref + pred - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, tp / union, np.nan)
-        acc_c = np.where(ref > 0, tp / ref, np.nan)
-    total = cm.sum()
-    out: dict[str, float] = {
-        "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
-        "accuracy": float(tp.sum() / total) if total > 0 else float("nan"),
-    }
-    for name, v, a in zip(classes, iou, acc_c, strict=True):
+    m = SegmentationMetrics.from_confusion(cm, classes)
+    # class accuracy (recall) is undefined, not 0, for a class absent from the reference
+    acc_c = np.where(m.confusion.sum(axis=1) > 0, m.recall, np.nan)
+    out: dict[str, float] = {"miou": m.miou, "accuracy": m.overall_accuracy}
+    for name, v, a in zip(classes, m.iou, acc_c, strict=True):
         out[f"iou_{name}"] = float(v)
         out[f"acc_{name}"] = float(a)
     return out
@@ -194,13 +179,15 @@ def _predict_confusion(
 ) -> np.ndarray:
     import torch
 
+    from cryonet.metrics import confusion_matrix
+
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
             logits = model(xb)
             pred = logits.argmax(dim=1).cpu().numpy()
-            cm += _confusion(y[start : start + batch_size], pred, num_classes)
+            cm += confusion_matrix(y[start : start + batch_size], pred, num_classes)
     return cm
 
 
