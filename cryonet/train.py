@@ -563,9 +563,12 @@ def train(
     else:
         ddp_model = model
 
+    # constant bands (std 0) are divided by 1 by PatchDataset; store what the model saw
+    std_used = np.where(source.std > 0, source.std, 1.0)
+
     def checkpoint(path: Path, epoch: int, metrics: Mapping[str, Any]) -> None:
         save_checkpoint(
-            path, model, bands=source.bands, mean=source.mean, std=source.std,
+            path, model, bands=source.bands, mean=source.mean, std=std_used,
             epoch=epoch, metrics=metrics, extra={"config": config.to_dict(), "cube": str(cube)},
         )  # fmt: skip
 
