@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +24,53 @@ def test_notebook_is_committed_without_outputs():
         if c.cell_type == "code" and (c.outputs or c.execution_count is not None)
     ]
     assert not dirty, f"{NOTEBOOK.name}: cells {dirty} hold outputs; commit it cleared"
+
+
+def _code_cells():
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+def test_notebook_uses_only_the_public_api():
+    """Cheap default-run guard: every ``gs.X``/``cryonet.X`` exists and takes those keywords."""
+    import cryonet
+    import glacierstack
+
+    modules = {"gs": glacierstack, "cryonet": cryonet}
+    used = 0
+    for source in _code_cells():
+        tree = ast.parse(source)  # a syntax error fails here
+        for node in ast.walk(tree):
+            if not (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+            ):
+                continue
+            mod = modules[node.value.id]
+            assert node.attr in mod.__all__ or node.attr == "__version__", (
+                f"notebook uses {node.value.id}.{node.attr}, not in {mod.__name__}.__all__"
+            )
+            used += 1
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            f = call.func
+            if not (
+                isinstance(f, ast.Attribute)
+                and isinstance(f.value, ast.Name)
+                and f.value.id in modules
+            ):
+                continue
+            target = getattr(modules[f.value.id], f.attr)
+            params = inspect.signature(target).parameters
+            if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                continue
+            for kw in call.keywords:
+                assert kw.arg is None or kw.arg in params, (
+                    f"notebook passes {kw.arg}= to {f.value.id}.{f.attr}, which has no such "
+                    "parameter"
+                )
+    assert used >= 10
 
 
 @pytest.mark.distributed
