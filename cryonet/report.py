@@ -674,6 +674,16 @@ def build_demo_report(
                 floatfmt=".2f",
             )
         )
+    if html:
+        import importlib.util
+
+        if importlib.util.find_spec("markdown") is None:
+            import warnings
+
+            warnings.warn(
+                "the 'markdown' package is not installed: writing report.md only", stacklevel=2
+            )
+            html = False
     path = write_report(
         out / "report.md", "glacierstack + cryonet demo report", sections, html=html
     )
