@@ -24,7 +24,8 @@ depends on) are unchanged is skipped, so an interrupted demo continues where it 
 finished one returns at once. ``redo=True`` reruns everything; ``redo=["train"]`` reruns that
 step and, because their inputs change, every step after it that depends on it. Steps that were
 interrupted half-way resume where their underlying function can (cube writes, training,
-prediction); a step being redone starts from an empty folder.
+prediction) when their parameters are unchanged; a step being redone, or an interrupted step
+whose parameters have changed since, starts from an empty folder.
 """
 
 from __future__ import annotations
@@ -497,9 +498,16 @@ def run_demo(
             records[step.name] = old
             console.print(f"{head} [green]done already[/green] ({old['seconds']:.0f} s, skipped)")
             continue
-        if old is not None or step.name in redo_set:
+        started = rec_path.with_suffix(".started")
+        unfinished_other = started.exists() and started.read_text().strip() != key
+        if old is not None or step.name in redo_set or unfinished_other:
+            # stale, redone, or an interrupted run with other parameters: start afresh
             rec_path.unlink(missing_ok=True)
             _clear(out / step.folder)
+        elif started.exists():
+            console.print(f"{head} resuming an interrupted run")
+        started.parent.mkdir(parents=True, exist_ok=True)
+        started.write_text(key)
         console.print(f"{head} ...")
         t0, c0 = time.perf_counter(), time.process_time()
         ctx = _Context(out, cfg, records, progress)
@@ -514,6 +522,7 @@ def run_demo(
             **result,
         }
         _write_record(rec_path, record)
+        started.unlink(missing_ok=True)
         records[step.name] = record
         ran.append(step.name)
         console.print(f"{head} [green]finished in {seconds:.1f} s[/green]")

@@ -158,6 +158,15 @@ def test_interrupted_step_is_rerun(demo, tmp_path):
     (demo.out / "steps" / "evaluate.json").unlink()
     res = run_demo(demo.out, progress=False, **{**SMALL, "finetune_iterations": 1})
     assert res.ran == ("evaluate", "report")
+    assert not list((demo.out / "steps").glob("*.started"))
+    # interrupted while running with other parameters: its folder is emptied first
+    (demo.out / "steps" / "evaluate.json").unlink()
+    (demo.out / "steps" / "evaluate.started").write_text("a-different-key")
+    (demo.out / "evaluate" / "leftover.txt").write_text("from the interrupted run")
+    res = run_demo(demo.out, progress=False, **{**SMALL, "finetune_iterations": 1})
+    assert res.ran == ("evaluate", "report")
+    assert not (demo.out / "evaluate" / "leftover.txt").exists()
+    assert (demo.out / "evaluate" / "summary.csv").exists()
 
 
 def test_until_and_bad_names(tmp_path):
