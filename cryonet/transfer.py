@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from glacierstack.classes import NODATA_LABEL
+
 __all__ = [
     "FinetuneConfig",
     "TransferResult",
@@ -297,7 +299,7 @@ def finetune(
         torch.manual_seed(cfg.seed)
         counts = class_counts(source, split.subset("train"), cfg.patch_size, len(class_names))
         weights = torch.as_tensor(class_weights(counts, cfg.class_weighting), device=cfg.device)
-        loss_fn = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=255)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=NODATA_LABEL)
         params = (
             _decoder_parameters(model)
             if cfg.freeze_encoder
