@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 import xarray as xr
 import zarr
 from typer.testing import CliRunner
@@ -37,23 +36,8 @@ def test_predict_and_export_from_checkpoint(tmp_path: Path) -> None:
 
     model = models.create_model("unet", in_channels=len(BANDS), num_classes=5, encoder="resnet18")
     mean, std = feats.mean(axis=(1, 2)), feats.std(axis=(1, 2))
-    # the checkpoint dict of docs/developer/contracts.md, written as a trainer would
-    ckpt = tmp_path / "m.pt"
-    torch.save(
-        {
-            "format": checkpoint.FORMAT,
-            "version": checkpoint.FORMAT_VERSION,
-            "state_dict": model.state_dict(),
-            "model": dict(model.config),
-            "bands": BANDS,
-            "mean": [float(v) for v in mean],
-            "std": [float(v) for v in std],
-            "classes": class_table(),
-            "epoch": 3,
-            "metrics": {},
-            "software": {"cryonet": "test"},
-        },
-        ckpt,
+    ckpt = checkpoint.save_checkpoint(
+        tmp_path / "m.pt", model, bands=BANDS, mean=mean, std=std, classes=class_table(), epoch=3
     )
 
     runner = CliRunner()
