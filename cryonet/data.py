@@ -99,11 +99,11 @@ class CubeSource:
         self.classes: list[dict[str, Any]] = list(ds.attrs.get("classes", []))
         self.attrs = dict(ds.attrs)
         self.shape: tuple[int, int] = (int(ds.sizes["y"]), int(ds.sizes["x"]))
-        chunks = feats.encoding.get("chunks") or feats.encoding.get("preferred_chunks")
-        if isinstance(chunks, dict):
-            chunks = (chunks.get("band"), chunks.get("y"), chunks.get("x"))
+        enc = feats.encoding.get("chunks") or feats.encoding.get("preferred_chunks")
+        if isinstance(enc, dict):
+            enc = (enc.get("band"), enc.get("y"), enc.get("x"))
         self.chunks: tuple[int, int] = (
-            (int(chunks[1]), int(chunks[2])) if chunks and chunks[1] else (512, 512)
+            (int(enc[1]), int(enc[2])) if enc and enc[1] and enc[2] else (512, 512)
         )
         nbytes = feats.size * 4
         self.mode: Literal["memory", "zarr"] = (
@@ -119,7 +119,7 @@ class CubeSource:
 
         group = zarr.open_group(str(self.path), mode="r")
         # raw uint8 (xarray would decode the 255 fill value to NaN floats)
-        self.labels = np.asarray(group["labels"][...], dtype=np.uint8)
+        self.labels = np.asarray(group["labels"][:], dtype=np.uint8)  # type: ignore[index]
         """All labels (uint8, small) are always held in memory."""
         self.features: np.ndarray | None = None
         if self.mode == "memory":
@@ -472,7 +472,7 @@ class PatchDataset(torch.utils.data.Dataset):
         self, item: int | tuple[int, int] | list[int | tuple[int, int]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batched = isinstance(item, list)
-        items = item if batched else [item]
+        items: list[int | tuple[int, int]] = item if isinstance(item, list) else [item]
         p, c = self.patch_size, self.source.n_bands
         x = np.empty((len(items), c, p, p), np.float32)
         y = np.empty((len(items), p, p), np.int64)

@@ -235,7 +235,7 @@ def _rng_state() -> dict[str, Any]:
     kind, key, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": [kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss],
+        "numpy": [kind, torch.from_numpy(np.asarray(key, dtype=np.int64)), pos, has_gauss, gauss],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -411,7 +411,11 @@ def _write_logs(run: Path, history: list[dict[str, Any]], summary: Mapping[str, 
 
 
 def _prepare_split(
-    run: Path, source: CubeSource, config: TrainConfig, split: PatchSplit | str | None, main: bool
+    run: Path,
+    source: CubeSource,
+    config: TrainConfig,
+    split: PatchSplit | str | os.PathLike[str] | None,
+    main: bool,
 ) -> PatchSplit:
     path = run / SPLIT_FILE
     if path.exists():
