@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -171,3 +172,12 @@ def test_ddp_two_cpu_processes_gloo(cube, tmp_path):
         assert torch.equal(r0[k], r1[k]), k
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 2 and (out / "checkpoints/best.pt").is_file()
+
+
+@pytest.mark.gpu
+def test_amp_training_on_cuda(cube, tmp_path):
+    cfg = _cfg(epochs=1, device="cuda", amp=True)
+    res = train(cube, tmp_path / "gpu", cfg, model_factory=Tiny, progress=False)
+    assert np.isfinite(res.history[-1]["train_loss"])
+    ckpt = torch.load(res.best_checkpoint, weights_only=True)
+    assert all(v.device.type == "cpu" for v in ckpt["state_dict"].values())
