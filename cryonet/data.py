@@ -560,7 +560,7 @@ class PatchSampler(torch.utils.data.Sampler):
             yield (int(i), int(c)) if self.augment else int(i)
 
     def __len__(self) -> int:
-        return len(self._order()[0]) - self.start
+        return max(0, len(self._order()[0]) - self.start)
 
 
 # ----------------------------------------------------------------------------- toy cubes
