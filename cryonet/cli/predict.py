@@ -30,6 +30,10 @@ def predict(
         int | None,
         typer.Option(help="Start a LocalCluster with N single-threaded worker processes."),
     ] = None,
+    torch_threads: Annotated[
+        int | None,
+        typer.Option(help="torch threads per process (1 is best on busy/shared machines)."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing mosaic.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -51,6 +55,7 @@ def predict(
         amp=amp,
         scheduler=sched,
         workers=workers,
+        torch_threads=torch_threads,
         overwrite=overwrite,
         progress=progress,
     )
