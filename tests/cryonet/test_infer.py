@@ -392,3 +392,56 @@ def test_unknown_scheduler_is_rejected(tmp_path: Path) -> None:
             progress=False,
         )
     assert not (tmp_path / "m.zarr").exists()
+
+
+KILL_SCRIPT = """
+import sys, time, numpy as np, torch
+from cryonet.infer import InMemoryModel, LoadedModel, predict
+
+class Slow(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c = torch.nn.Conv2d(4, 5, 3, padding=1)
+    def forward(self, x):
+        time.sleep(0.05)
+        return self.c(x)
+
+m = LoadedModel(Slow(), ("B02", "B03", "B04", "elevation"), np.zeros(4), np.ones(4))
+predict(InMemoryModel(m, key="slow"), sys.argv[1], sys.argv[2], tile_size=32, overlap=8,
+        chunk_size=24, batch_size=1, device="cpu", scheduler="synchronous", progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_to_the_same_result(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cube = make_cube(tmp_path / "cube.zarr", 96, 96, seed=7)
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    ref = tmp_path / "ref.zarr"
+    subprocess.run([sys.executable, str(script), str(cube), str(ref)], check=True)
+    out = tmp_path / "m.zarr"
+    proc = subprocess.Popen([sys.executable, str(script), str(cube), str(out)])
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "_progress" / "done").exists():
+            done = np.asarray(zarr.open_array(str(out), path="_progress/done", mode="r")[:])
+            if done.sum() >= 3:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    g = zarr.open_group(out, mode="r")
+    assert g.attrs["complete"] is False
+    n_done = int(np.asarray(g["_progress/done"][:]).sum())
+    assert 0 < n_done < 16
+    subprocess.run([sys.executable, str(script), str(cube), str(out)], check=True)
+    c0, p0, _ = read(ref)
+    c1, p1, a1 = read(out)
+    assert a1["complete"] is True
+    assert np.array_equal(c0, c1) and np.array_equal(p0, p1)
