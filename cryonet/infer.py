@@ -741,8 +741,10 @@ def predict(
         Output chunk side in pixels (one Dask task each); default: the smallest multiple of
         the tile stride >= 1024. Memory per task grows with ``(chunk_size + tile_size)**2``.
     scheduler
-        ``None`` or ``"threads"`` (local threads), ``"synchronous"``, a ``dask.distributed``
-        scheduler address (``"tcp://host:8786"``), or a ``distributed.Client``.
+        ``None`` (the active ``distributed.Client`` if there is one, as for glacierstack
+        graphs; otherwise local threads), ``"threads"``, ``"synchronous"``, a
+        ``dask.distributed`` scheduler address (``"tcp://host:8786"``), or a
+        ``distributed.Client``.
     workers
         Threads for the local threaded scheduler (default 1: torch already uses every core),
         or, with ``scheduler="local-cluster"``, the number of single-threaded worker processes
@@ -773,6 +775,7 @@ def predict(
         raise ValueError(f"cube {cube} has no 'grid' attribute (glacierstack.store layout)")
     grid = Grid.from_attrs(ds.attrs["grid"])
     cube_bands = [str(b) for b in ds["band"].values]
+    scheduler = _active_client_or(scheduler)
     _check_scheduler(scheduler)
     local = scheduler in _LOCAL_SCHEDULERS
     # the client process needs the model's bands/classes; it only keeps a GPU copy if it runs
@@ -843,6 +846,20 @@ def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
 
 
 _LOCAL_SCHEDULERS = (None, "threads", "sync", "synchronous")
+
+
+def _active_client_or(scheduler: Any) -> Any:
+    """``scheduler``, or for ``None`` the active ``distributed.Client`` when one exists."""
+    if scheduler is not None:
+        return scheduler
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        return default_client()
+    except ValueError:  # no client running
+        return None
 
 
 def _check_scheduler(scheduler: Any) -> None:

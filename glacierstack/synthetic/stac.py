@@ -168,7 +168,9 @@ def write_catalog(root: Path, catalog_id: str, description: str, items: list[Ite
         for it in col_items:
             col.add_item(it)
         cat.add_child(col)
-    # trailing slash: a folder name with a dot must not be taken for a file name
+    # absolute (pystac resolves a relative root against the wrong base) and with a trailing
+    # slash: a folder name with a dot must not be taken for a file name
+    root = Path(root).resolve()
     cat.normalize_hrefs(root.as_posix().rstrip("/") + "/")
     cat.make_all_asset_hrefs_relative()
     cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)

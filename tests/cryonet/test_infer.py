@@ -372,6 +372,13 @@ def test_local_cluster_loads_model_once_per_worker(tmp_path: Path) -> None:
     ):
         out = predict(src, cube, tmp_path / "d.zarr", scheduler=client, **kw)
         worker_ids = {w.id for w in cluster.workers.values()}
+        # scheduler=None picks up the active client, as glacierstack graphs do
+        from distributed import get_task_stream
+
+        with get_task_stream(client) as ts:
+            out_default = predict(src, cube, tmp_path / "n.zarr", **kw)
+        assert any(str(t["key"]).startswith("cryonet-chunk-") for t in ts.data)
+        assert np.array_equal(read(out_default)[0], read(out)[0])
     loads = {k[2]: n for k, n in model_load_count(src.cache_key).items() if k[2] in worker_ids}
     assert 1 <= len(loads) <= 2 and all(n == 1 for n in loads.values())  # 16 chunks, <= 2 loads
     c0, p0, _ = read(ref)

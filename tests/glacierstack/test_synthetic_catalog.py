@@ -308,3 +308,17 @@ def test_outlines_rasterise_back_close_to_truth(region, items):
     assert results["debris_outlines"] > 0.8, results
     # an inventory is generalised and a little out of date: not a copy of the truth
     assert results["glacier_outlines"] < 0.995, results
+
+
+def test_cli_relative_out_writes_catalog_inside_out(tmp_path, monkeypatch):
+    from glacierstack.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(
+        app, ["synth", "--size-km", "0.6", "--out", "data/poiqu", "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "data" / "poiqu" / "catalog.json").is_file()
+    assert not (tmp_path / "data" / "catalog.json").exists()
+    cat = pystac.Catalog.from_file(str(tmp_path / "data" / "poiqu" / "catalog.json"))
+    assert {c.id for c in cat.get_children()} == COLLECTIONS
