@@ -128,16 +128,13 @@ def write_tables(
 
 
 def _plot_accuracy_bars(results: Mapping[str, SegmentationMetrics], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from cryonet._plot import subplots
 
     names = list(results)
     oa = [100 * results[n].overall_accuracy for n in names]
     miou = [100 * results[n].miou for n in names]
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
+    fig, ax = subplots(figsize=(1.6 * len(names) + 2, 3.6))
     b1 = ax.bar(x - 0.2, oa, 0.4, label="Overall accuracy", color="#3182bd")
     b2 = ax.bar(x + 0.2, miou, 0.4, label="Mean IoU", color="#9ecae1")
     ax.bar_label(b1, fmt="%.2f", fontsize=7)
@@ -149,7 +146,6 @@ def _plot_accuracy_bars(results: Mapping[str, SegmentationMetrics], path: Path) 
     ax.set_title("Test-set accuracy by model")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -373,13 +373,10 @@ def _check_resume_config(saved: Mapping[str, Any], config: TrainConfig, path: Pa
 
 
 def _plot_curves(history: Sequence[Mapping[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from cryonet._plot import subplots
 
     ep = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (a, b) = subplots(1, 2, figsize=(9, 3.4))
     a.plot(ep, [h["train_loss"] for h in history], label="train")
     a.plot(ep, [h["val_loss"] for h in history], label="validation")
     a.set_xlabel("epoch")
@@ -392,7 +389,6 @@ def _plot_curves(history: Sequence[Mapping[str, Any]], path: Path) -> None:
     b.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _write_logs(run: Path, history: list[dict[str, Any]], summary: Mapping[str, Any]) -> None:
