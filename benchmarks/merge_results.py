@@ -1,7 +1,7 @@
 """Assemble benchmarks/RESULTS.md from the per-topic files in benchmarks/results/.
 
-Usage: ``python benchmarks/merge_results.py``. The summary (``00-summary.md``) comes first; every other
-file follows with its headings moved down one level.
+Usage: ``python benchmarks/merge_results.py``. The summary (``00-summary.md``) comes first;
+every other file follows with its headings moved down one level.
 """
 
 from __future__ import annotations

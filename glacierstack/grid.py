@@ -170,7 +170,7 @@ class Grid:
         return tuple(tr.transform_bounds(*self.bounds, densify_pts=21))  # type: ignore[return-value]
 
     def with_resolution(self, resolution: float) -> Grid:
-        """Same CRS, bounds snapped outwards to a (coarser or finer) pixel size."""
+        """Return the grid with the same CRS, bounds snapped outwards to another pixel size."""
         r = float(resolution)
         xmin, ymin, xmax, ymax = self.bounds
         return Grid(
