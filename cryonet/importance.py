@@ -395,10 +395,7 @@ def plot_importance(
     pathlib.Path
         The written file.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from cryonet._plot import subplots
 
     missing = [c for c in focus if f"iou_{c}" not in result.drops]
     if missing:
@@ -407,9 +404,7 @@ def plot_importance(
         (c.replace("_", " ").capitalize(), f"acc_{c}", f"iou_{c}") for c in focus
     ]
     n_show = min(top, len(result.bands))
-    fig, axes = plt.subplots(
-        len(rows), 2, figsize=(10, 0.28 * n_show * len(rows) + 1.5), squeeze=False
-    )
+    fig, axes = subplots(len(rows), 2, figsize=(10, 0.28 * n_show * len(rows) + 1.5), squeeze=False)
     letters = "abcdefghijklmnopqrstuvwxyz"
     for i, (label, acc_key, iou_key) in enumerate(rows):
         for j, (key, what) in enumerate(((acc_key, "Accuracy"), (iou_key, "IoU"))):
@@ -434,7 +429,6 @@ def plot_importance(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

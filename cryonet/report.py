@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cryonet._plot import subplots
 from glacierstack.classes import CLASSES, NODATA_LABEL, ClassInfo
 
 __all__ = [
@@ -36,13 +37,6 @@ FALSE_COLOUR_BANDS: tuple[str, str, str] = ("B11", "B08", "B04")
 
 
 # --------------------------------------------------------------------------- figures
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def false_colour_composite(
@@ -128,7 +122,6 @@ def plot_class_map(
     pathlib.Path
         The written file.
     """
-    plt = _pyplot()
     from matplotlib.patches import Patch
 
     class_map = np.asarray(class_map)
@@ -143,7 +136,7 @@ def plot_class_map(
         panels.append(("Reference labels", np.asarray(reference)))
     h, w = class_map.shape
     fig_w = 4.6 * len(panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(fig_w, fig_w / len(panels) * h / w + 1.2))
+    fig, axes = subplots(1, len(panels), figsize=(fig_w, fig_w / len(panels) * h / w + 1.2))
     for ax, (name, layer) in zip(np.atleast_1d(axes), panels, strict=True):
         ax.imshow(composite, extent=extent, interpolation="nearest")
         if layer is not None:
@@ -159,7 +152,6 @@ def plot_class_map(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -192,7 +184,6 @@ def plot_confusion_matrix(
     pathlib.Path
         The written file.
     """
-    plt = _pyplot()
     cm = np.asarray(cm, dtype=np.float64)
     k = len(classes)
     if cm.shape != (k, k):
@@ -200,7 +191,7 @@ def plot_confusion_matrix(
     rows = cm.sum(axis=1, keepdims=True)
     frac = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     shown = frac if normalize else cm
-    fig, ax = plt.subplots(figsize=(1.1 * k + 2.4, 1.0 * k + 1.6))
+    fig, ax = subplots(figsize=(1.1 * k + 2.4, 1.0 * k + 1.6))
     im = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
     labels = [c.label for c in classes]
     ax.set_xticks(range(k), labels, rotation=35, ha="right", fontsize=8)
@@ -225,7 +216,6 @@ def plot_confusion_matrix(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
