@@ -41,7 +41,28 @@ Selection = Literal["best", "pair"]
 S2_BASELINE_OFFSET = -0.1
 
 #: Folder holding the provider YAML files shipped with the repository.
-CATALOG_DIR = Path(__file__).resolve().parents[1] / "catalogs"
+
+
+def _catalog_dir() -> Path:
+    """Folder of the provider YAMLs.
+
+    ``$GLACIERSTACK_CATALOGS`` if set; else the repository's top-level ``catalogs/`` (source
+    and editable installs); else the copy a wheel installs under
+    ``<prefix>/share/glacierstack/catalogs``.
+    """
+    import os
+    import sys
+
+    env = os.environ.get("GLACIERSTACK_CATALOGS")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[1] / "catalogs"
+    if repo.is_dir():
+        return repo
+    return Path(sys.prefix) / "share" / "glacierstack" / "catalogs"
+
+
+CATALOG_DIR = _catalog_dir()
 
 
 @dataclass(frozen=True)

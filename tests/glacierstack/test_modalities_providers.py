@@ -204,3 +204,21 @@ def test_yaml_errors_name_the_problem():
             collection="c",
             bands=tuple(get_provider("earth-search").modality("dem").bands * 2),
         )
+
+
+def test_catalog_dir_lookup_order(monkeypatch, tmp_path):
+    import sys
+
+    from glacierstack import modalities
+
+    monkeypatch.setenv("GLACIERSTACK_CATALOGS", str(tmp_path))
+    assert modalities._catalog_dir() == tmp_path
+    monkeypatch.delenv("GLACIERSTACK_CATALOGS")
+    repo = modalities._catalog_dir()
+    assert repo.name == "catalogs" and (repo / "earth-search.yaml").is_file()
+    # without a repository checkout (wheel install) the copy under <prefix>/share is used
+    monkeypatch.setattr(modalities, "__file__", str(tmp_path / "site" / "glacierstack" / "m.py"))
+    assert (
+        modalities._catalog_dir()
+        == tmp_path.__class__(sys.prefix) / "share" / "glacierstack" / "catalogs"
+    )
