@@ -30,50 +30,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from _common import PeakRSS  # benchmarks/_common.py; the scripts run from benchmarks/
 
 HERE = Path(__file__).resolve()
 
 
 # ------------------------------------------------------------------------- measurement helpers
-class PeakRSS:
-    """Sample the summed RSS of this process and all its descendants in a thread."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> int:
-        total = 0
-        for p in [self._proc, *self._proc.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except Exception:  # process ended between listing and reading
-                pass
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._sample())
-
-
 def _child(args: list[str]) -> dict:
     """Run this script in a fresh interpreter and parse its JSON result line."""
     res = subprocess.run(

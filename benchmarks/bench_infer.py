@@ -34,9 +34,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from _common import PeakRSS  # benchmarks/_common.py; the scripts run from benchmarks/
 
 HERE = Path(__file__).resolve()
 MODELS = {
@@ -47,43 +48,6 @@ MODELS = {
 
 
 # ------------------------------------------------------------------------------- helpers
-class PeakRSS:
-    """Sample the summed RSS of this process and its descendants in a background thread."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> int:
-        total = 0
-        for p in [self._proc, *self._proc.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except Exception:  # noqa: BLE001 - process ended meanwhile
-                pass
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakRSS:
-        self.peak = self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._sample())
-
-
 def make_cube(path: Path, h: int, w: int, chunk: int = 512) -> Path:
     """A 30-layer cube in the glacierstack layout, written chunk by chunk (bounded memory)."""
     import dask.array as da

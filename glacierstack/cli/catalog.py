@@ -8,16 +8,7 @@ from typing import Annotated
 import typer
 
 from glacierstack.cli import app
-
-
-def _parse_bbox(bbox: str) -> tuple[float, float, float, float]:
-    try:
-        vals = tuple(float(v) for v in bbox.replace(" ", "").split(","))
-    except ValueError as e:
-        raise typer.BadParameter(f"bbox {bbox!r} must be 'xmin,ymin,xmax,ymax'") from e
-    if len(vals) != 4:
-        raise typer.BadParameter(f"bbox {bbox!r} must have 4 numbers, got {len(vals)}")
-    return vals  # type: ignore[return-value]
+from glacierstack.cli._common import parse_bbox
 
 
 @app.command()
@@ -67,7 +58,7 @@ def search(
     from glacierstack.modalities import choose_band_set
 
     cat = open_catalog(catalog, provider)
-    box = _parse_bbox(bbox)
+    box = parse_bbox(bbox)
     if (modality is None) == (collection is None):
         raise typer.BadParameter("give exactly one of --modality or --collection")
     try:

@@ -8,16 +8,7 @@ from typing import Annotated
 import typer
 
 from glacierstack.cli import app
-
-
-def _bbox(text: str) -> tuple[float, float, float, float]:
-    try:
-        vals = tuple(float(v) for v in text.replace(" ", "").split(","))
-    except ValueError as e:
-        raise typer.BadParameter(f"bbox {text!r} must be 'xmin,ymin,xmax,ymax'") from e
-    if len(vals) != 4:
-        raise typer.BadParameter(f"bbox {text!r} must have 4 numbers, got {len(vals)}")
-    return vals  # type: ignore[return-value]
+from glacierstack.cli._common import parse_bbox
 
 
 @app.command()
@@ -70,7 +61,7 @@ def cube(
             path = build_cube(
                 catalog,
                 out,
-                bbox=_bbox(bbox),
+                bbox=parse_bbox(bbox),
                 bbox_crs=bbox_crs,
                 datetime=datetime,
                 layers=layers,
