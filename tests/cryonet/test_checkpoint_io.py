@@ -17,14 +17,6 @@ from glacierstack.layers import ALL_LAYERS
 BANDS = list(ALL_LAYERS)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def trained() -> nn.Module:
     """A tiny CryoNet whose BN running statistics have moved away from their defaults."""

@@ -30,14 +30,6 @@ FAST = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def cube(tmp_path_factory):
     return write_toy_cube(tmp_path_factory.mktemp("cube") / "toy.zarr", (160, 160), 3, chunks=64)

@@ -13,15 +13,6 @@ IN_CHANNELS, NUM_CLASSES = 30, 5
 S = 32  # side of the small inputs (the deepest feature is 1x1); forward/backward uses 64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin-waits on busy CI machines."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _first_conv(model: nn.Module) -> nn.Conv2d:
     """The first conv that consumes the input bands."""
     return next(

@@ -37,15 +37,6 @@ class Tiny(nn.Module):
         return self.net(x)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models on a shared 2-core machine: one intra-op thread is many times faster
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def cube(tmp_path_factory):
     return write_toy_cube(tmp_path_factory.mktemp("cube") / "toy.zarr", (200, 168), 3, chunks=64)

@@ -48,15 +48,6 @@ def _write_tiny_cube(path, seed: int, shift: float = 0.0, bands=BANDS):
     return write_cube(feats, labs, path, grid=grid, chunk_size=64, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one torch thread is faster and avoids oversubscription under xdist."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def cubes(tmp_path_factory):
     d = tmp_path_factory.mktemp("transfer")
