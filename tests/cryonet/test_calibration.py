@@ -111,6 +111,19 @@ def test_calibrate_checkpoint_stores_the_temperature(tmp_path):
     assert cal.ece_after < cal.ece_before
     assert cal.nll_after <= cal.nll_before + 1e-9
     assert cal.n_pixels > 0
+    # the CLI refits on the same pixels: the same temperature
+    from typer.testing import CliRunner
+
+    from cryonet.cli import app
+
+    split.to_json(tmp_path / "split.json")
+    res = CliRunner().invoke(
+        app,
+        ["calibrate", "--checkpoint", str(path), "--cube", str(cube)]
+        + ["--split", str(tmp_path / "split.json")],
+    )
+    assert res.exit_code == 0, res.output
+    assert f"T = {cal.temperature:.3f}" in res.output
 
 
 def _split_config():
