@@ -48,6 +48,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from glacierstack.classes import CLASSES, NODATA_LABEL, check_class_table, class_table
+from glacierstack.georef import georeference, uint8_layer_attrs
 from glacierstack.grid import Grid
 from glacierstack.runner import DaskSession, RunnerOptions, ensure_session, run_tasks
 
@@ -198,12 +199,12 @@ def _template(
             "labels": (
                 ("y", "x"),
                 labs,
-                {
-                    "long_name": "class label",
-                    "flag_values": [c.id for c in CLASSES],
-                    "flag_meanings": " ".join(c.name for c in CLASSES),
-                    "nodata": NODATA_LABEL,
-                },
+                uint8_layer_attrs(
+                    "class label",
+                    [c.id for c in CLASSES],
+                    [c.name for c in CLASSES],
+                    NODATA_LABEL,
+                ),
             ),
             "band_mean": (("band",), nan, {"long_name": "mean over valid pixels"}),
             "band_std": (("band",), nan.copy(), {"long_name": "std over valid pixels"}),
@@ -211,13 +212,12 @@ def _template(
         coords={"band": np.array(bands, dtype=str), **grid.coords()},
         attrs=attrs,
     )
-    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    ds["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
-    ds["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
+    ds = georeference(ds, grid)
     comp = numcodecs.Blosc(cname=_COMPRESSOR_NAME, clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)
-    # set through .encoding (not to_zarr(encoding=...)) so rioxarray's grid_mapping survives
+    # set through .encoding (not to_zarr(encoding=...)) so the grid mapping encoding survives;
+    # labels carry no Zarr fill_value (see glacierstack.georef: plain xarray keeps them uint8)
     ds["features"].encoding.update(chunks=(nb, *cs), compressors=(comp,), _FillValue=np.nan)
-    ds["labels"].encoding.update(chunks=cs, compressors=(comp,), _FillValue=NODATA_LABEL)
+    ds["labels"].encoding.update(chunks=cs, compressors=(comp,), _FillValue=None)
     return ds
 
 
