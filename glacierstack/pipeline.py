@@ -17,6 +17,7 @@ from typing import Any
 import dask
 import numpy as np
 
+from glacierstack import storage
 from glacierstack.grid import Grid
 from glacierstack.labels import LabelRules, Outlines, make_labels
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
@@ -245,6 +246,16 @@ def build_cube(
 
     if (bbox is None) == (grid is None):
         raise ValueError("give exactly one of bbox=... or grid=...")
+    if chunk_size < 16:
+        raise ValueError(f"chunk_size must be >= 16 pixels, got {chunk_size}")
+    if not resolution > 0:
+        raise ValueError(f"resolution must be a positive number of metres, got {resolution}")
+    inputs = [
+        str(p)
+        for p in (catalog, glacier_outlines, debris_outlines)
+        if isinstance(p, str | os.PathLike) and Path(p).exists()
+    ]
+    storage.preflight(out, "cube", inputs=inputs)  # before any work: never an input, never foreign
     if grid is None:
         grid = Grid.from_bbox(bbox, bbox_crs=bbox_crs, resolution=resolution)  # type: ignore[arg-type]
     names = resolve_layers(layers)  # type: ignore[arg-type]
@@ -327,4 +338,5 @@ def build_cube(
         chunk_size=chunk_size,
         overwrite=overwrite,
         progress=progress,
+        inputs=inputs,
     )

@@ -50,33 +50,24 @@ def cube(
 
     Rerunning the same command after an interruption resumes the unfinished store.
     """
-    from glacierstack.catalog import EmptySearchError
     from glacierstack.labels import LabelRules
     from glacierstack.pipeline import build_cube, scheduler_context
-    from glacierstack.store import CubeError
 
     rules = LabelRules(water_ndwi=water_ndwi, vegetation_ndvi=vegetation_ndvi)
-    try:
-        with scheduler_context(scheduler):
-            path = build_cube(
-                catalog,
-                out,
-                bbox=parse_bbox(bbox),
-                bbox_crs=bbox_crs,
-                datetime=datetime,
-                layers=layers,
-                resolution=resolution,
-                glacier_outlines=glacier_outlines,
-                debris_outlines=debris_outlines,
-                label_rules=rules,
-                chunk_size=chunk_size,
-                overwrite=overwrite,
-                progress=progress,
-            )
-    except (EmptySearchError, KeyError, FileNotFoundError, FileExistsError, CubeError) as e:
-        typer.echo(f"error: {e.args[0] if e.args else e}", err=True)
-        raise typer.Exit(1) from e
-    except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
+    with scheduler_context(scheduler):  # errors: one line (or a traceback with --debug)
+        path = build_cube(
+            catalog,
+            out,
+            bbox=parse_bbox(bbox),
+            bbox_crs=bbox_crs,
+            datetime=datetime,
+            layers=layers,
+            resolution=resolution,
+            glacier_outlines=glacier_outlines,
+            debris_outlines=debris_outlines,
+            label_rules=rules,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            progress=progress,
+        )
     typer.echo(str(path))
