@@ -264,7 +264,24 @@ def load_modality(
                 da.attrs["datetime"] = str(acq[0].datetime)
                 out[f"{name}_{suffix}"] = da
         return out, sel
-    return _load_acquisition(loader, spec, bands, sel.acquisitions[0], grid, chunks), sel
+    out = _load_acquisition(loader, spec, bands, sel.acquisitions[0], grid, chunks)
+    if spec.sensor is not None:
+        sensor = item_sensor(spec, sel.acquisitions[0][0])
+        for da in out.values():
+            da.attrs["sensor"] = sensor
+    return out, sel
+
+
+def item_sensor(spec: ModalitySpec, item: pystac.Item) -> str:
+    """Sensor band map of an optical item (``auto``: its ``glacierstack:sensor``/``platform``)."""
+    from glacierstack.sensors import sensor_for_platform
+
+    if spec.sensor != "auto":
+        return str(spec.sensor)
+    props = item.properties
+    if props.get("glacierstack:sensor"):
+        return str(props["glacierstack:sensor"])
+    return sensor_for_platform(props.get("platform"), "optical")
 
 
 def load_modalities(
@@ -346,4 +363,7 @@ def load_modalities(
         "datetime": datetime or "",
         "modalities": chosen,
     }
+    sensors = [str(v.attrs["sensor"]) for v in data.values() if "sensor" in v.attrs]
+    if sensors:
+        ds.attrs["sensor"] = sensors[0]
     return ds
