@@ -40,7 +40,7 @@ import torch
 import yaml
 from torch import nn
 
-from cryonet.checkpoint import save_checkpoint
+from cryonet.checkpoint import load_checkpoint, save_checkpoint
 from cryonet.data import (
     SPLIT_FILE,
     CubeSource,
@@ -128,6 +128,9 @@ class TrainConfig:
     """``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1`` ..."""
     threads: int | None = None
     """torch intra-op CPU threads (``None``: torch's default, one per core)."""
+    calibrate: bool = True
+    """Fit temperature scaling on the validation patches at the end and store it in the best
+    checkpoint (:func:`cryonet.calibration.calibrate_checkpoint`)."""
 
     def split_config(self) -> SplitConfig:
         """Return the :class:`cryonet.data.SplitConfig` part of this config."""
@@ -326,6 +329,19 @@ def evaluate_loader(
     return cm.compute(class_names), mean_loss
 
 
+def _calibrate_best(
+    model: nn.Module, best_path: Path, val_loader: torch.utils.data.DataLoader, device: torch.device
+) -> None:
+    """Fit temperature scaling of the best weights on the validation patches; store it."""
+    import copy
+
+    from cryonet.calibration import calibrate_model, store_calibration
+
+    best = copy.deepcopy(model)
+    best.load_state_dict(load_checkpoint(best_path, map_location=device)["state_dict"])
+    store_calibration(best_path, calibrate_model(best, val_loader, device))
+
+
 # ----------------------------------------------------------------------------- training
 @dataclass(frozen=True)
 class TrainResult:
@@ -362,7 +378,10 @@ def _loader(
 
 def _check_resume_config(saved: Mapping[str, Any], config: TrainConfig, path: Path) -> None:
     mine = config.to_dict()
-    allowed = {"epochs", "num_workers", "device", "checkpoint_every_steps", "cache", "threads"}
+    allowed = {
+        "epochs", "num_workers", "device", "checkpoint_every_steps", "cache", "threads",
+        "calibrate",
+    }  # fmt: skip
     diff = sorted(k for k in mine if k not in allowed and saved.get(k) != mine[k])
     if diff:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in diff)
@@ -691,6 +710,8 @@ def train(
             _write_logs(run, history, {"best_val_miou": best_miou, "cube": str(cube)})
     if dist.main and history:
         _plot_curves(history, run / "curves.png")
+    if dist.main and config.calibrate and len(val_ds) and best_path.exists():
+        _calibrate_best(model, best_path, val_loader, device)
     if dist.active:
         torch.distributed.barrier()
     return TrainResult(

@@ -8,16 +8,27 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TESTDATA = REPO / "tests" / "data"
 SHARED = Path(os.environ.get("GLACIERSTACK_SHARED", REPO.parent / "shared"))
-REALDATA = SHARED / "realdata"
 
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:
-    """Path to ``shared/realdata`` (real STAC metadata, DEMs, outlines); skips if absent."""
-    if not REALDATA.is_dir():
-        pytest.skip(f"real reference data not found at {REALDATA} (set GLACIERSTACK_SHARED)")
-    return REALDATA
+    """Real reference data shipped with the repository (``tests/data``, see its README.md).
+
+    Recorded STAC JSON under ``stac/``, small DEMs, outlines and velocity crops under
+    ``oggm/``; always present, so no test skips for missing data in a plain clone.
+    """
+    return TESTDATA
+
+
+@pytest.fixture(scope="session")
+def shared_realdata() -> Path:
+    """Optional extras in ``$GLACIERSTACK_SHARED/realdata`` (files not copied to tests/data)."""
+    path = SHARED / "realdata"
+    if not path.is_dir():
+        pytest.skip(f"optional extra data not found at {path} (set GLACIERSTACK_SHARED)")
+    return path
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

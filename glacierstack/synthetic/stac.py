@@ -118,7 +118,8 @@ def build_item(spec: ItemSpec) -> pystac.Item:
         item.add_asset(
             a.key,
             pystac.Asset(
-                href=str(a.path),
+                # absolute: a relative path would be read as relative to the item JSON
+                href=Path(a.path).resolve().as_posix(),
                 media_type=a.media_type,
                 title=a.title,
                 roles=list(a.roles),

@@ -322,3 +322,33 @@ def test_cli_relative_out_writes_catalog_inside_out(tmp_path, monkeypatch):
     assert not (tmp_path / "data" / "catalog.json").exists()
     cat = pystac.Catalog.from_file(str(tmp_path / "data" / "poiqu" / "catalog.json"))
     assert {c.id for c in cat.get_children()} == COLLECTIONS
+
+
+def _assert_assets_inside(root: Path) -> int:
+    """Every asset href of the catalog under ``root`` is relative and resolves to a file there."""
+    cat = pystac.Catalog.from_file(str(root / "catalog.json"))
+    n = 0
+    for item in cat.get_items(recursive=True):
+        raw = json.loads(Path(item.get_self_href()).read_text())
+        for key, asset in raw["assets"].items():
+            assert ".partial" not in asset["href"], (item.id, key, asset["href"])
+            assert not Path(asset["href"]).is_absolute(), (item.id, key, asset["href"])
+            path = Path(item.assets[key].get_absolute_href())
+            assert path.is_file() and root.resolve() in path.resolve().parents, path
+            n += 1
+    return n
+
+
+def test_relative_out_hrefs_resolve_inside_out(tmp_path, monkeypatch):
+    """Quickstart bug: a relative --out wrote hrefs into the scratch .partial folder."""
+    from glacierstack.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(
+        app, ["synth", "--size-km", "0.6", "--out", "data/poiqu", "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    assert _assert_assets_inside(tmp_path / "data" / "poiqu") > 20
+    region = generate_region("montblanc", "data2/mb", size_km=0.6, progress=False)
+    assert _assert_assets_inside(tmp_path / "data2" / "mb") > 20
+    assert region.truth_labels.is_file() and not list((tmp_path / "data2").glob(".*partial*"))
