@@ -23,9 +23,7 @@ def make_landsat_like(catalog_dir: Path, out: Path, crs: str = "EPSG:32644") -> 
     names = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08"}
     with rasterio.open(s2 / f"{names['blue']}.tif") as ds:
         src_crs, src_t, (h, w), b = ds.crs, ds.transform, ds.shape, ds.bounds
-    t, width, height = calculate_default_transform(
-        src_crs, crs, w, h, *b, resolution=30.0
-    )
+    t, width, height = calculate_default_transform(src_crs, crs, w, h, *b, resolution=30.0)
     # shift the origin by a third of a pixel: a grid that matches no 10 m grid of the source
     t = rasterio.Affine(t.a, 0, t.c + 10.0, 0, t.e, t.f - 10.0)
     data = np.zeros((4, height, width), np.uint8)
