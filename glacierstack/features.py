@@ -49,6 +49,8 @@ __all__ = [
     "feature_params",
     "fit_pca",
     "glcm_texture",
+    "tasseled_cap_coefficients",
+    "tasseled_cap_inputs",
 ]
 
 # ---------------------------------------------------------------------------------- options
@@ -463,7 +465,10 @@ class FeatureContext:
         """The PCA fit (given in the options, or fitted on the region's S2 bands once)."""
         return self.cached(
             "pca",
-            lambda: self.options.pca or fit_pca(self.raw, S2_BANDS, 3, sample=PCASample()),
+            lambda: (
+                self.options.pca
+                or fit_pca(self.raw, _optical_bands(self.raw), 3, sample=PCASample())
+            ),
         )
 
     def pixel_size(self) -> tuple[float, float]:
@@ -669,9 +674,45 @@ def _pc(k: int) -> Callable[[FeatureContext], xr.DataArray]:
     return f
 
 
+def tasseled_cap_coefficients(sensor: str | None) -> tuple[dict[str, dict[str, float]], str]:
+    """Tasseled-cap coefficients ``{component: {slot: c}}`` of a sensor, and their source.
+
+    ``None`` or a Sentinel-2 sensor: :data:`TASSELED_CAP_S2`; Landsat sensors: the published
+    coefficients of :mod:`glacierstack.sensors`; others: ``({}, "")`` (not computable).
+    """
+    from glacierstack.sensors import COMMON_TO_SLOT, get_sensor
+
+    if sensor is None or sensor.startswith("sentinel-2"):
+        return TASSELED_CAP_S2, TASSELED_CAP_SOURCE
+    spec = get_sensor(sensor)
+    coefs = {
+        comp: {COMMON_TO_SLOT[c]: v for c, v in row.items()}
+        for comp, row in spec.tasseled_cap.items()
+    }
+    return coefs, spec.tasseled_cap_source
+
+
+def tasseled_cap_inputs(sensor: str | None) -> tuple[str, ...]:
+    """Optical slots the tasseled cap of ``sensor`` reads (empty: not defined)."""
+    coefs, _ = tasseled_cap_coefficients(sensor)
+    return tuple(next(iter(coefs.values()))) if coefs else ()
+
+
+def _sensor(ctx: FeatureContext) -> str | None:
+    sensor = ctx.raw.attrs.get("sensor")
+    return str(sensor) if sensor else None
+
+
+def _optical_bands(raw: xr.Dataset) -> tuple[str, ...]:
+    return tuple(b for b in S2_BANDS if b in raw.data_vars)
+
+
 def _tasseled_cap(name: str) -> Callable[[FeatureContext], xr.DataArray]:
     def f(ctx: FeatureContext) -> xr.DataArray:
-        coefs = TASSELED_CAP_S2[name]
+        table, _ = tasseled_cap_coefficients(_sensor(ctx))
+        if name not in table:
+            raise KeyError(f"no tasseled-cap coefficients for sensor {_sensor(ctx)!r}")
+        coefs = table[name]
         total: xr.DataArray | None = None
         for band, c in coefs.items():
             term = ctx.var(band).astype(np.float64) * c
@@ -710,14 +751,15 @@ assert set(FEATURES) == set(ALL_LAYERS), set(FEATURES) ^ set(ALL_LAYERS)
 # ---------------------------------------------------------------------------------- entry
 
 
-def feature_params(options: FeatureOptions, pca: PCAFit | None) -> str:
+def feature_params(options: FeatureOptions, pca: PCAFit | None, sensor: str | None) -> str:
     """JSON string of every parameter the layers used (the cube's ``feature_params`` attr)."""
     params: dict[str, Any] = {
         "glcm": asdict(options.glcm),
         "coherence_window": list(options.coherence_window),
         "edges": options.edges,
         "flat_aspect": options.flat_aspect,
-        "tasseled_cap": TASSELED_CAP_SOURCE,
+        "tasseled_cap": tasseled_cap_coefficients(sensor)[1],
+        "sensor": sensor,
         "indices": {"NDVI": "B08,B04", "NDSI": "B03,B11", "NDWI": "B03,B08", "NDGI": "B03,B04"},
     }
     if pca is not None:
@@ -805,6 +847,7 @@ def compute_features(
         cube = cube.assign_coords(spatial_ref=raw.coords["spatial_ref"])
     pca_used = ctx.pca if "pca" in ctx._cache else None
     keep = {k: raw.attrs[k] for k in ("grid", "stac_items", "datetime") if k in raw.attrs}
-    cube.attrs = {**keep, "bands": list(names), "feature_params": feature_params(options, pca_used)}
+    params = feature_params(options, pca_used, _sensor(ctx))
+    cube.attrs = {**keep, "bands": list(names), "feature_params": params}
     cube.name = "features"
     return cube

@@ -40,7 +40,7 @@ from glacierstack.features import (
 )
 from glacierstack.grid import Grid
 from glacierstack.labels import LabelRules, _burn, clip_to_block, compose_labels
-from glacierstack.layers import PCA_LAYERS, S2_BANDS
+from glacierstack.layers import PCA_LAYERS
 from glacierstack.stack import ReadPlan, read_plan
 
 __all__ = ["TilePlan", "compute_tile", "fit_pca_windows", "needs_pca", "read_window", "tile_cube"]
@@ -64,6 +64,8 @@ class TilePlan:
         Labelling rules.
     chunk_size
         Output tile side in pixels.
+    sensor
+        Optical sensor of the reads (``raw.attrs["sensor"]``), for the provenance attrs.
     """
 
     reads: ReadPlan
@@ -72,6 +74,7 @@ class TilePlan:
     options: FeatureOptions
     rules: LabelRules
     chunk_size: int
+    sensor: str | None = None
 
     @property
     def halo(self) -> int:
@@ -108,24 +111,28 @@ def _split(s: slice, n: int) -> tuple[int, ...]:
     return tuple(k for k in (s.start, s.stop - s.start, n - s.stop) if k > 0)
 
 
-def _window_moments(reads: ReadPlan, grid: Grid, rows: slice, cols: slice) -> Any:
+def _window_moments(
+    reads: ReadPlan, grid: Grid, rows: slice, cols: slice, bands: tuple[str, ...]
+) -> Any:
     raw = read_window(reads, grid, rows, cols)
-    return _block_moments(np.asarray(_stack_bands(raw, S2_BANDS).values))
+    return _block_moments(np.asarray(_stack_bands(raw, bands).values))
 
 
-def fit_pca_windows(reads: ReadPlan, grid: Grid, sample: PCASample, session: Any) -> PCAFit:
-    """Fit the S2 PCA on a stratified sample, one small read task per window.
+def fit_pca_windows(
+    reads: ReadPlan, grid: Grid, bands: tuple[str, ...], sample: PCASample, session: Any
+) -> PCAFit:
+    """Fit the PCA of the optical ``bands`` on a stratified sample, one read task per window.
 
     Reads at most ``sample.cells² · sample.window²`` pixels, so its cost and memory do not
     grow with the region. Gives the fit :func:`~glacierstack.features.fit_pca` computes with
     the same ``sample`` on the lazy raw dataset (same windows, same merge order).
     """
-    s2 = tuple(a for a in reads.acquisitions if {b.name for b in a.bands} & set(S2_BANDS))
-    only_s2 = replace(reads, acquisitions=s2)
+    optical = tuple(a for a in reads.acquisitions if {b.name for b in a.bands} & set(bands))
+    only = replace(reads, acquisitions=optical)
     task = dask.delayed(_window_moments, pure=True)
-    parts = [task(only_s2, grid, ys, xs) for ys, xs in sample.windows(grid.shape)]
+    parts = [task(only, grid, ys, xs, bands) for ys, xs in sample.windows(grid.shape)]
     moments = session.compute(*parts)
-    return pca_from_moments(moments, S2_BANDS, 3, sample.describe())
+    return pca_from_moments(moments, bands, 3, sample.describe())
 
 
 def compute_tile(
@@ -223,7 +230,7 @@ def tile_cube(
         "stac_items": list(plan.reads.item_ids),
         "datetime": plan.reads.datetime or "",
         "bands": list(plan.layers),
-        "feature_params": feature_params(plan.options, pca),
+        "feature_params": feature_params(plan.options, pca, plan.sensor),
     }
     feats = xr.DataArray(
         arr[:nb],
