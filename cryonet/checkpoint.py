@@ -18,6 +18,8 @@ key            content
 ``metrics``    dict of plain values (e.g. validation mIoU)
 ``software``   ``{"cryonet": ..., "torch": ...}`` versions that wrote it
 ``extra``      free-form plain dict (e.g. the training config)
+``calibration`` optional: temperature scaling fitted after training
+               (:mod:`cryonet.calibration`; ``{"temperature", "ece_before", "ece_after", ...}``)
 ============== ==============================================================================
 """
 
@@ -174,7 +176,10 @@ def save_checkpoint(
         "software": {"cryonet": str(cryonet.__version__), "torch": str(torch.__version__)},
         "extra": _plain(dict(extra or {}), "extra"),
     }
-    path = Path(path)
+    return _write_atomic(Path(path), ckpt)
+
+
+def _write_atomic(path: Path, ckpt: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -185,6 +190,21 @@ def save_checkpoint(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def rewrite_checkpoint(path: str | os.PathLike[str], ckpt: Mapping[str, Any]) -> Path:
+    """Atomically replace a checkpoint with an updated dict from :func:`load_checkpoint`.
+
+    Used to add entries after training (e.g. ``calibration``); the dict must still be a valid
+    checkpoint and hold only plain values.
+    """
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if ckpt.get("format") != FORMAT or missing:
+        raise ValueError(
+            f"refusing to write {path}: not a cryonet checkpoint dict (missing {missing})"
+        )
+    plain = {k: (v if k == "state_dict" else _plain(v, k)) for k, v in ckpt.items()}
+    return _write_atomic(Path(path), plain)
 
 
 def load_checkpoint(

@@ -44,7 +44,7 @@ import torch
 import yaml
 from torch import nn
 
-from cryonet.checkpoint import save_checkpoint
+from cryonet.checkpoint import load_checkpoint, save_checkpoint
 from cryonet.data import (
     SPLIT_FILE,
     CubeSource,
@@ -143,6 +143,9 @@ class TrainConfig:
     """``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1`` ..."""
     threads: int | None = None
     """torch intra-op CPU threads (``None``: torch's default, one per core)."""
+    calibrate: bool = True
+    """Fit temperature scaling on the validation patches at the end and store it in the best
+    checkpoint (:func:`cryonet.calibration.calibrate_checkpoint`)."""
 
     def split_config(self) -> SplitConfig:
         """Return the :class:`cryonet.data.SplitConfig` part of this config."""
@@ -226,7 +229,10 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 def _check_resume_config(saved: Mapping[str, Any], config: TrainConfig, path: Path) -> None:
     mine = config.to_dict()
-    allowed = {"epochs", "num_workers", "device", "checkpoint_every_steps", "cache", "threads"}
+    allowed = {
+        "epochs", "num_workers", "device", "checkpoint_every_steps", "cache", "threads",
+        "calibrate",
+    }  # fmt: skip
     diff = sorted(k for k in mine if k not in allowed and saved.get(k) != mine[k])
     if diff:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in diff)
@@ -320,6 +326,22 @@ def best_val_miou(history: Sequence[Mapping[str, Any]]) -> float | None:
     """Best finite validation mIoU of a run's epochs, ``None`` when none was measured."""
     values = [float(h["val_miou"]) for h in history if math.isfinite(float(h["val_miou"]))]
     return max(values) if values else None
+
+
+def _calibrate_best(
+    model: nn.Module, best_path: Path, val_loader: torch.utils.data.DataLoader, device: torch.device
+) -> None:
+    """Fit temperature scaling of the best weights on the validation patches; store it."""
+    import copy
+
+    from cryonet.calibration import calibrate_model, store_calibration
+
+    ckpt = load_checkpoint(best_path, map_location=device)
+    if "calibration" in ckpt:  # a finished run that is resumed: nothing new to calibrate
+        return
+    best = copy.deepcopy(model)
+    best.load_state_dict(ckpt["state_dict"])
+    store_calibration(best_path, calibrate_model(best, val_loader, device))
 
 
 # ----------------------------------------------------------------------------- training
@@ -638,6 +660,8 @@ def train(
         _end_epoch(r, prog, epoch, train_loss, time.perf_counter() - t0, progress)
     if r.dist.main and prog.history:
         _plot_curves(prog.history, r.dir / "curves.png")
+    if r.dist.main and config.calibrate and len(r.val_ds) and (r.dir / BEST).exists():
+        _calibrate_best(r.model, r.dir / BEST, r.val_loader, r.device)
     if r.dist.active:
         torch.distributed.barrier()
     return TrainResult(

@@ -7,26 +7,24 @@ store writes the cube tile by tile, so memory is bounded by the chunk size, not 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 
 from glacierstack.grid import Grid
 from glacierstack.labels import LabelRules, Outlines, make_labels
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
+from glacierstack.runner import RunnerOptions, dask_session
 from glacierstack.store import write_cube
 
 __all__ = [
     "TRUTH_COLLECTION",
     "build_cube",
     "modalities_for_layers",
-    "scheduler_context",
     "truth_outlines",
 ]
 
@@ -121,42 +119,6 @@ def truth_outlines(catalog: Any, grid: Grid) -> tuple[str, str, str] | None:
     return hrefs[0], hrefs[1], item.id
 
 
-@contextlib.contextmanager
-def scheduler_context(scheduler: str | None) -> Iterator[Any]:
-    """Run the enclosed Dask work on a chosen scheduler.
-
-    Parameters
-    ----------
-    scheduler
-        ``None`` (whatever is active: a ``distributed.Client`` if one exists, else threads),
-        ``"threads"``, ``"synchronous"``, ``"local"`` / ``"local:N"`` (start a LocalCluster
-        with N single-threaded worker processes, default N = CPU count), or the address of a
-        running Dask scheduler (``tcp://host:8786``).
-
-    Yields
-    ------
-    distributed.Client or None
-    """
-    if scheduler is None:
-        yield None
-    elif scheduler in ("threads", "synchronous", "single-threaded"):
-        with dask.config.set(scheduler=scheduler):
-            yield None
-    else:
-        from distributed import Client, LocalCluster
-
-        if scheduler == "local" or scheduler.startswith("local:"):
-            n = int(scheduler.split(":", 1)[1]) if ":" in scheduler else (os.cpu_count() or 1)
-            with (
-                LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None) as cl,
-                Client(cl) as client,
-            ):
-                yield client
-        else:
-            with Client(scheduler) as client:
-                yield client
-
-
 def _describe(outlines: Outlines | None) -> str | None:
     if outlines is None:
         return None
@@ -183,6 +145,7 @@ def build_cube(
     chunk_size: int = 512,
     overwrite: bool = False,
     progress: bool = True,
+    runner: RunnerOptions | None = None,
 ) -> Path:
     """Build the feature + label cube of a region from a STAC catalog into Zarr.
 
@@ -224,6 +187,9 @@ def build_cube(
         without it.
     progress
         Show progress bars.
+    runner
+        Dask scheduler and worker settings (:class:`~glacierstack.runner.RunnerOptions`);
+        default: the active ``distributed.Client``, else the threaded scheduler.
 
     Returns
     -------
@@ -265,66 +231,71 @@ def build_cube(
             else modalities_for_layers(source.provider, names)
         )
 
-    raw = load_modalities(source, grid, datetime, mods, chunks=chunk_size)
-    feats = compute_features(raw, names, **dict(feature_options or {}))
+    with dask_session(runner or RunnerOptions(progress=progress)) as session:
+        raw = load_modalities(source, grid, datetime, mods, chunks=chunk_size)
+        feats = compute_features(raw, names, **dict(feature_options or {}))
 
-    # inputs of the labelling rules
-    idx = feats if {"NDWI", "NDVI"} <= set(names) else compute_features(raw, ["NDWI", "NDVI"])
-    valid = np.isfinite(feats).all("band")
+        # inputs of the labelling rules
+        idx = feats if {"NDWI", "NDVI"} <= set(names) else compute_features(raw, ["NDWI", "NDVI"])
+        valid = np.isfinite(feats).all("band")
 
-    outline_source: dict[str, Any] = {}
-    truth_item: list[str] = []
-    if glacier_outlines is None and debris_outlines is None and truth_cat is not None:
-        found = truth_outlines(truth_cat, grid)
-        if found is not None:
-            glacier_outlines, debris_outlines, item_id = found
-            truth_item = [item_id]
-            outline_source["truth_item"] = item_id
-    if glacier_outlines is None:
-        warnings.warn(
-            "no glacier outlines given (and no synthetic-truth collection in the catalog): "
-            "the labels hold only background, water and vegetation",
-            stacklevel=2,
+        outline_source: dict[str, Any] = {}
+        truth_item: list[str] = []
+        if glacier_outlines is None and debris_outlines is None and truth_cat is not None:
+            found = truth_outlines(truth_cat, grid)
+            if found is not None:
+                glacier_outlines, debris_outlines, item_id = found
+                truth_item = [item_id]
+                outline_source["truth_item"] = item_id
+        if glacier_outlines is None:
+            warnings.warn(
+                "no glacier outlines given (and no synthetic-truth collection in the catalog): "
+                "the labels hold only background, water and vegetation",
+                stacklevel=2,
+            )
+        outline_source.update(
+            glacier=_describe(glacier_outlines), debris=_describe(debris_outlines)
         )
-    outline_source.update(glacier=_describe(glacier_outlines), debris=_describe(debris_outlines))
-    labels = make_labels(
-        grid,
-        glacier_outlines=glacier_outlines,
-        debris_outlines=debris_outlines,
-        ndwi=idx.sel(band="NDWI", drop=True),
-        ndvi=idx.sel(band="NDVI", drop=True),
-        valid=valid,
-        rules=label_rules,
-        chunks=chunk_size,
-    )
-    attrs = {
-        "catalog": str(source.source) if not isinstance(source, Mapping) else {
-            k: str(v) for k, v in source.items()
-        },
-        "datetime": datetime or "",
-        "bbox": list(bbox) if bbox is not None else None,
-        "bbox_crs": bbox_crs if bbox is not None else None,
-        "modalities": raw.attrs.get("modalities", {}),
-        "feature_params": feats.attrs.get("feature_params", ""),
-        "label_rules": label_rules.to_attrs(),
-        "label_precedence": labels.attrs["precedence"],
-        "outlines": outline_source,
-        "nodata_rule": "labels are 255 where any feature layer is NaN",
-    }  # fmt: skip
-    items = list(raw.attrs.get("stac_items", [])) + truth_item
-    # what decides whether an unfinished store may be resumed: the request, not derived values
-    request = {
-        k: attrs[k] for k in ("catalog", "datetime", "bbox", "bbox_crs", "label_rules", "outlines")
-    } | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
-    return write_cube(
-        feats,
-        labels,
-        out,
-        grid=grid,
-        stac_items=items,
-        attrs=attrs,
-        resume_key=request,
-        chunk_size=chunk_size,
-        overwrite=overwrite,
-        progress=progress,
-    )
+        labels = make_labels(
+            grid,
+            glacier_outlines=glacier_outlines,
+            debris_outlines=debris_outlines,
+            ndwi=idx.sel(band="NDWI", drop=True),
+            ndvi=idx.sel(band="NDVI", drop=True),
+            valid=valid,
+            rules=label_rules,
+            chunks=chunk_size,
+        )
+        attrs = {
+            "catalog": str(source.source) if not isinstance(source, Mapping) else {
+                k: str(v) for k, v in source.items()
+            },
+            "datetime": datetime or "",
+            "bbox": list(bbox) if bbox is not None else None,
+            "bbox_crs": bbox_crs if bbox is not None else None,
+            "modalities": raw.attrs.get("modalities", {}),
+            "feature_params": feats.attrs.get("feature_params", ""),
+            "label_rules": label_rules.to_attrs(),
+            "label_precedence": labels.attrs["precedence"],
+            "outlines": outline_source,
+            "nodata_rule": "labels are 255 where any feature layer is NaN",
+        }  # fmt: skip
+        items = list(raw.attrs.get("stac_items", [])) + truth_item
+        # what decides whether an unfinished store may be resumed: the request, not derived values
+        request = {
+            k: attrs[k]
+            for k in ("catalog", "datetime", "bbox", "bbox_crs", "label_rules", "outlines")
+        } | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
+        return write_cube(
+            feats,
+            labels,
+            out,
+            grid=grid,
+            stac_items=items,
+            attrs=attrs,
+            resume_key=request,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            progress=progress,
+            runner=session,
+        )

@@ -30,8 +30,12 @@ __all__ = [
     "OdcStacLoader",
     "RasterLoader",
     "StackstacLoader",
+    "AcquisitionRead",
+    "ReadPlan",
     "load_modalities",
     "load_modality",
+    "plan_reads",
+    "read_plan",
 ]
 
 
@@ -236,6 +240,70 @@ def _load_acquisition(
     return out
 
 
+@dataclass(frozen=True)
+class AcquisitionRead:
+    """One acquisition to read onto a grid: what :func:`plan_reads` found for a modality.
+
+    Attributes
+    ----------
+    spec
+        The modality.
+    bands
+        The band set chosen for these items.
+    items
+        Items of one acquisition, best first (mosaic order).
+    suffix
+        Appended to the band names (``"_ref"``/``"_sec"`` for an InSAR pair, else ``""``).
+    """
+
+    spec: ModalitySpec
+    bands: tuple[BandSpec, ...]
+    items: tuple[pystac.Item, ...]
+    suffix: str = ""
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Everything needed to read the raw modality dataset on any window of a grid.
+
+    Built once by :func:`plan_reads` (the catalog searches); :func:`read_plan` turns it into
+    the lazy raw dataset of a grid or of any sub-grid (a tile plus its halo), so the same reads
+    serve the lazy cube and the per-tile tasks of the store writer.
+    """
+
+    acquisitions: tuple[AcquisitionRead, ...]
+    item_ids: tuple[str, ...]
+    chosen: tuple[tuple[str, tuple[str, ...]], ...]
+    datetime: str | None
+    loader: Any = None
+
+
+def _plan_modality(
+    catalog: Catalog, spec: ModalitySpec, grid: Grid, datetime: str | None
+) -> tuple[list[AcquisitionRead], Selection]:
+    aoi = grid.bbox_lonlat()
+    found = catalog.search_modality(spec, aoi, datetime=datetime)
+    bands = tuple(choose_band_set(spec, [set(it.assets) for it in found]))
+    sel = select_items(found, spec, aoi, required_assets=[b.asset for b in bands])
+    if spec.select == "pair":
+        return [
+            AcquisitionRead(spec, bands, tuple(acq), f"_{suffix}")
+            for suffix, acq in zip(("ref", "sec"), sel.acquisitions, strict=True)
+        ], sel
+    return [AcquisitionRead(spec, bands, tuple(sel.acquisitions[0]))], sel
+
+
+def _read_acquisition(
+    acq: AcquisitionRead, grid: Grid, loader: RasterLoader, chunks: int
+) -> dict[str, xr.DataArray]:
+    out = _load_acquisition(loader, acq.spec, acq.bands, acq.items, grid, chunks)
+    if not acq.suffix:
+        return out
+    for da in out.values():
+        da.attrs["datetime"] = str(acq.items[0].datetime)
+    return {f"{name}{acq.suffix}": da for name, da in out.items()}
+
+
 def load_modality(
     catalog: Catalog,
     spec: ModalitySpec,
@@ -252,19 +320,78 @@ def load_modality(
     (dict, Selection)
         ``{canonical band name: lazy (y, x) DataArray}`` and the chosen items.
     """
-    loader = loader or StackstacLoader()
-    aoi = grid.bbox_lonlat()
-    found = catalog.search_modality(spec, aoi, datetime=datetime)
-    bands = choose_band_set(spec, [set(it.assets) for it in found])
-    sel = select_items(found, spec, aoi, required_assets=[b.asset for b in bands])
-    if spec.select == "pair":
-        out: dict[str, xr.DataArray] = {}
-        for suffix, acq in zip(("ref", "sec"), sel.acquisitions, strict=True):
-            for name, da in _load_acquisition(loader, spec, bands, acq, grid, chunks).items():
-                da.attrs["datetime"] = str(acq[0].datetime)
-                out[f"{name}_{suffix}"] = da
-        return out, sel
-    return _load_acquisition(loader, spec, bands, sel.acquisitions[0], grid, chunks), sel
+    acqs, sel = _plan_modality(catalog, spec, grid, datetime)
+    out: dict[str, xr.DataArray] = {}
+    for acq in acqs:
+        out.update(_read_acquisition(acq, grid, loader or StackstacLoader(), chunks))
+    return out, sel
+
+
+def plan_reads(
+    catalog: str | Catalog | Mapping[str, str | Catalog],
+    grid: Grid,
+    datetime: str | None,
+    modalities: Sequence[str] | None = None,
+    *,
+    loader: RasterLoader | None = None,
+    provider: str | None = None,
+) -> ReadPlan:
+    """Search the catalog(s) for every modality once; see :func:`load_modalities`.
+
+    Returns
+    -------
+    ReadPlan
+        The chosen items and band sets, readable on ``grid`` or any window of it.
+    """
+    if isinstance(catalog, Mapping):
+        sources = {m: open_catalog(src, provider) for m, src in catalog.items()}
+        names = list(modalities) if modalities is not None else list(sources)
+        missing = [m for m in names if m not in sources]
+        if missing:
+            raise KeyError(f"modalities {missing} have no catalog in the mapping {list(sources)}")
+    else:
+        cat = open_catalog(catalog, provider)
+        names = list(modalities) if modalities is not None else cat.provider.default_modalities
+        sources = {m: cat for m in names}
+    acqs: list[AcquisitionRead] = []
+    item_ids: list[str] = []
+    chosen: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        cat_m = sources[name]
+        found, sel = _plan_modality(cat_m, cat_m.provider.modality(name), grid, datetime)
+        acqs += found
+        item_ids += [i for i in sel.item_ids if i not in item_ids]
+        chosen[name] = tuple(sel.item_ids)
+    return ReadPlan(tuple(acqs), tuple(item_ids), tuple(chosen.items()), datetime, loader)
+
+
+def read_plan(plan: ReadPlan, grid: Grid, *, chunks: int = 1024) -> xr.Dataset:
+    """Build the lazy raw modality dataset of ``plan`` on ``grid`` (the region or a window).
+
+    Raises
+    ------
+    ValueError
+        If two modalities provide the same band.
+    """
+    loader = plan.loader or StackstacLoader()
+    data: dict[str, xr.DataArray] = {}
+    for acq in plan.acquisitions:
+        arrays = _read_acquisition(acq, grid, loader, chunks)
+        clash = set(arrays) & set(data)
+        if clash:
+            raise ValueError(
+                f"modality {acq.spec.name!r} provides bands {sorted(clash)} already loaded"
+            )
+        data.update(arrays)
+    ds = xr.Dataset(data, coords=grid.coords())
+    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    ds.attrs = {
+        "grid": grid.to_attrs(),
+        "stac_items": list(plan.item_ids),
+        "datetime": plan.datetime or "",
+        "modalities": {k: list(v) for k, v in plan.chosen},
+    }
+    return ds
 
 
 def load_modalities(
@@ -315,35 +442,5 @@ def load_modalities(
     KeyError
         For an unknown modality or missing assets.
     """
-    if isinstance(catalog, Mapping):
-        sources = {m: open_catalog(src, provider) for m, src in catalog.items()}
-        names = list(modalities) if modalities is not None else list(sources)
-        missing = [m for m in names if m not in sources]
-        if missing:
-            raise KeyError(f"modalities {missing} have no catalog in the mapping {list(sources)}")
-    else:
-        cat = open_catalog(catalog, provider)
-        names = list(modalities) if modalities is not None else cat.provider.default_modalities
-        sources = {m: cat for m in names}
-    data: dict[str, xr.DataArray] = {}
-    item_ids: list[str] = []
-    chosen: dict[str, list[str]] = {}
-    for name in names:
-        cat_m = sources[name]
-        spec = cat_m.provider.modality(name)
-        arrays, sel = load_modality(cat_m, spec, grid, datetime, loader=loader, chunks=chunks)
-        clash = set(arrays) & set(data)
-        if clash:
-            raise ValueError(f"modality {name!r} provides bands {sorted(clash)} already loaded")
-        data.update(arrays)
-        item_ids += [i for i in sel.item_ids if i not in item_ids]
-        chosen[name] = sel.item_ids
-    ds = xr.Dataset(data, coords=grid.coords())
-    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    ds.attrs = {
-        "grid": grid.to_attrs(),
-        "stac_items": item_ids,
-        "datetime": datetime or "",
-        "modalities": chosen,
-    }
-    return ds
+    plan = plan_reads(catalog, grid, datetime, modalities, loader=loader, provider=provider)
+    return read_plan(plan, grid, chunks=chunks)

@@ -48,7 +48,9 @@ import zarr
 from tqdm.auto import tqdm
 
 from glacierstack.classes import CLASSES, NODATA_LABEL, check_class_table, class_table
+from glacierstack.georef import georeference, uint8_layer_attrs
 from glacierstack.grid import Grid
+from glacierstack.runner import DaskSession, RunnerOptions, ensure_session, run_tasks
 
 __all__ = ["CubeError", "IncompleteCubeError", "cube_status", "open_cube", "write_cube"]
 
@@ -129,30 +131,11 @@ def _write_block(
     return 1
 
 
-def _active_client() -> Any | None:
-    """Return the ``distributed.Client`` dask.compute would use, or None for local schedulers."""
-    sched = dask.config.get("scheduler", None)
-    if sched not in (None, "dask.distributed", "distributed"):
-        return None
-    try:
-        from distributed import default_client
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
-def _parallelism(client: Any | None) -> int:
-    """Return how many tasks the active scheduler runs at once."""
-    if client is not None:
-        return max(1, sum(client.nthreads().values()))
-    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
-
-
 def _run_tasks(
-    tiles: list[list[Any]], desc: str, progress: bool, tiles_per_batch: int | None
+    tiles: list[list[Any]],
+    desc: str,
+    runner: RunnerOptions | DaskSession | None,
+    tiles_per_batch: int | None,
 ) -> None:
     """Compute the write tasks, a batch of neighbouring tiles at a time, with a progress bar.
 
@@ -162,38 +145,12 @@ def _run_tasks(
     """
     if not tiles:
         return
-    client = _active_client()
-    per_batch = tiles_per_batch or 2 * _parallelism(client)
-    batches = [
-        [t for tile in tiles[k : k + per_batch] for t in tile]
-        for k in range(0, len(tiles), per_batch)
-    ]
-    total = sum(len(b) for b in batches)
-    with tqdm(total=total, desc=desc, unit="chunk", disable=not progress) as bar:
-        if client is not None:
-            from distributed import as_completed
-
-            for batch in batches:
-                futures = client.compute(batch)
-                try:
-                    for fut in as_completed(futures):
-                        fut.result()
-                        bar.update(1)
-                finally:
-                    client.cancel(futures)
-        else:
-            from dask.callbacks import Callback
-
-            keys = {t.key for b in batches for t in b}
-
-            class _Bar(Callback):
-                def _posttask(self, key, result, dsk, state, worker_id):  # noqa: D102
-                    if key in keys:
-                        bar.update(1)
-
-            with _Bar():
-                for batch in batches:
-                    dask.compute(*batch)
+    with ensure_session(runner) as session:
+        per_tile = max(len(t) for t in tiles)
+        per_batch = (tiles_per_batch or 2 * session.parallelism()) * per_tile
+        run_tasks(
+            session, [t for tile in tiles for t in tile], desc=desc, per_batch=per_batch, retries=2
+        )
 
 
 # ----------------------------------------------------------------------------- validation
@@ -242,12 +199,12 @@ def _template(
             "labels": (
                 ("y", "x"),
                 labs,
-                {
-                    "long_name": "class label",
-                    "flag_values": [c.id for c in CLASSES],
-                    "flag_meanings": " ".join(c.name for c in CLASSES),
-                    "nodata": NODATA_LABEL,
-                },
+                uint8_layer_attrs(
+                    "class label",
+                    [c.id for c in CLASSES],
+                    [c.name for c in CLASSES],
+                    NODATA_LABEL,
+                ),
             ),
             "band_mean": (("band",), nan, {"long_name": "mean over valid pixels"}),
             "band_std": (("band",), nan.copy(), {"long_name": "std over valid pixels"}),
@@ -255,13 +212,12 @@ def _template(
         coords={"band": np.array(bands, dtype=str), **grid.coords()},
         attrs=attrs,
     )
-    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    ds["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
-    ds["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
+    ds = georeference(ds, grid)
     comp = numcodecs.Blosc(cname=_COMPRESSOR_NAME, clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)
-    # set through .encoding (not to_zarr(encoding=...)) so rioxarray's grid_mapping survives
+    # set through .encoding (not to_zarr(encoding=...)) so the grid mapping encoding survives;
+    # labels carry no Zarr fill_value (see glacierstack.georef: plain xarray keeps them uint8)
     ds["features"].encoding.update(chunks=(nb, *cs), compressors=(comp,), _FillValue=np.nan)
-    ds["labels"].encoding.update(chunks=cs, compressors=(comp,), _FillValue=NODATA_LABEL)
+    ds["labels"].encoding.update(chunks=cs, compressors=(comp,), _FillValue=None)
     return ds
 
 
@@ -280,6 +236,7 @@ def write_cube(
     progress: bool = True,
     compression_level: int = 3,
     tiles_per_batch: int | None = None,
+    runner: RunnerOptions | DaskSession | None = None,
 ) -> Path:
     """Write a feature cube and its labels to a resumable, consolidated Zarr store.
 
@@ -313,6 +270,10 @@ def write_cube(
     tiles_per_batch
         Tiles computed per Dask graph (default: twice the scheduler's thread count). Bounds
         peak memory independently of the region size.
+    runner
+        Where to compute (:class:`~glacierstack.runner.RunnerOptions` or an open
+        :class:`~glacierstack.runner.DaskSession`); default: the active ``distributed.Client``,
+        else the threaded scheduler.
 
     Returns
     -------
@@ -407,7 +368,9 @@ def write_cube(
         desc = f"resuming {path.name} ({n_chunks - todo}/{n_chunks} chunks already written)"
     else:
         desc = f"writing {path.name}"
-    _run_tasks(tiles, desc, progress, tiles_per_batch)
+    if runner is None:
+        runner = RunnerOptions(progress=progress)
+    _run_tasks(tiles, desc, runner, tiles_per_batch)
     _finalise(path, bands, progress)
     return path
 

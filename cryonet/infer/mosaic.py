@@ -1,10 +1,13 @@
 """The mosaic store: its Zarr layout, per-chunk done markers, completion, and reading it back.
 
-Layout: ``classes`` uint8 ``(y, x)`` (255 = no input), ``probabilities`` uint8
-``(class, y, x)`` scaled by 255, a ``spatial_ref`` coordinate, and a ``_progress/done`` array
-with one marker per output chunk in a sub-group that ``xarray.open_zarr`` does not list. The
-``complete`` attribute is written last (:func:`finalise_store`); :func:`open_mosaic` refuses a
-store without it.
+Layout: ``classes`` uint8 ``(y, x)`` (255 = no input, declared by the ``nodata`` attr),
+``probabilities`` uint8 ``(class, y, x)`` scaled by 255, and the CF grid mapping of
+:mod:`glacierstack.georef` (a ``spatial_ref`` coordinate that plain ``xarray.open_zarr``,
+rioxarray, odc-geo and GDAL's Zarr driver read). While a run is in progress a
+``_progress/done`` array holds one marker per output chunk; :func:`finalise_store` writes the
+``complete`` attribute and then removes ``_progress``, so a finished store shows plain readers
+(GDAL's subdataset list) only the mosaic. :func:`open_mosaic` refuses a store without
+``complete`` and reads stores written before this layout too.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import zarr
 
 from cryonet.infer.blend import PROBABILITY_SCALE
 from glacierstack.classes import NODATA_LABEL
+from glacierstack.georef import georeference, uint8_layer_attrs
 from glacierstack.grid import Grid
 
 __all__ = ["DONE", "create_store", "done_markers", "finalise_store", "open_mosaic"]
@@ -57,15 +61,8 @@ def create_store(
         coords={"class": names, **grid.coords()},
         attrs=attrs,
     )
-    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    ds["classes"].attrs.update(
-        {
-            "long_name": "predicted class",
-            "nodata": NODATA_LABEL,
-            "flag_values": list(range(k)),
-            "flag_meanings": " ".join(names),
-        }
-    )
+    ds = georeference(ds, grid)
+    ds["classes"].attrs.update(uint8_layer_attrs("predicted class", range(k), names, NODATA_LABEL))
     ds["probabilities"].attrs.update(
         {
             "long_name": "blended class probability x 255",
@@ -94,10 +91,12 @@ def done_markers(out: Path) -> np.ndarray:
 
 
 def finalise_store(out: Path) -> None:
-    """Mark the store complete (last write of a run) and consolidate its metadata."""
+    """Mark the store complete (last write of a run), drop the markers, consolidate."""
     g = zarr.open_group(out, mode="r+")
-    g.attrs["complete"] = True
-    g.attrs["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    g.attrs.update(complete=True, finished=datetime.now(UTC).isoformat(timespec="seconds"))
+    progress = DONE.split("/")[0]
+    if progress in g:  # complete now: the markers are bookkeeping nobody reads any more
+        del g[progress]
     zarr.consolidate_metadata(str(out))
 
 

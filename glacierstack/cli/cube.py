@@ -9,6 +9,7 @@ import typer
 
 from glacierstack.cli import app
 from glacierstack.cli._common import parse_bbox
+from glacierstack.runner import PROFILE_HELP, SCHEDULER_HELP, THREADS_HELP, runner_options
 
 
 @app.command()
@@ -36,13 +37,9 @@ def cube(
     water_ndwi: Annotated[float, typer.Option(help="Water where NDWI > this")] = 0.17,
     vegetation_ndvi: Annotated[float, typer.Option(help="Vegetation where NDVI > this")] = 0.3,
     chunk_size: Annotated[int, typer.Option(help="Zarr tile size in pixels")] = 512,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            help="Dask scheduler: a scheduler address (tcp://...), 'local:N' for a "
-            "LocalCluster of N workers, 'threads' or 'synchronous' (default: threads)"
-        ),
-    ] = None,
+    scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
+    profile: Annotated[Path | None, typer.Option(help=PROFILE_HELP)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
@@ -52,27 +49,28 @@ def cube(
     """
     from glacierstack.catalog import EmptySearchError
     from glacierstack.labels import LabelRules
-    from glacierstack.pipeline import build_cube, scheduler_context
+    from glacierstack.pipeline import build_cube
     from glacierstack.store import CubeError
 
     rules = LabelRules(water_ndwi=water_ndwi, vegetation_ndvi=vegetation_ndvi)
+    runner = runner_options(scheduler, threads, None, profile, progress)
     try:
-        with scheduler_context(scheduler):
-            path = build_cube(
-                catalog,
-                out,
-                bbox=parse_bbox(bbox),
-                bbox_crs=bbox_crs,
-                datetime=datetime,
-                layers=layers,
-                resolution=resolution,
-                glacier_outlines=glacier_outlines,
-                debris_outlines=debris_outlines,
-                label_rules=rules,
-                chunk_size=chunk_size,
-                overwrite=overwrite,
-                progress=progress,
-            )
+        path = build_cube(
+            catalog,
+            out,
+            bbox=parse_bbox(bbox),
+            bbox_crs=bbox_crs,
+            datetime=datetime,
+            layers=layers,
+            resolution=resolution,
+            glacier_outlines=glacier_outlines,
+            debris_outlines=debris_outlines,
+            label_rules=rules,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            progress=progress,
+            runner=runner,
+        )
     except (EmptySearchError, KeyError, FileNotFoundError, FileExistsError, CubeError) as e:
         typer.echo(f"error: {e.args[0] if e.args else e}", err=True)
         raise typer.Exit(1) from e

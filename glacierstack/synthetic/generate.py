@@ -103,7 +103,10 @@ class SyntheticArrays:
 
 
 def generate_arrays(
-    preset: str | RegionPreset = "poiqu", size_km: float = 2.0, seed: int = 0
+    preset: str | RegionPreset = "poiqu",
+    size_km: float = 2.0,
+    seed: int = 0,
+    year: int | None = None,
 ) -> SyntheticArrays:
     """Generate the true 10 m fields of a (small) region in memory, without writing files.
 
@@ -119,8 +122,11 @@ def generate_arrays(
         Side of the square region (km).
     seed
         Random seed.
+    year
+        Observation year (default: the preset's); later years have retreated glaciers on the
+        same terrain (see :func:`~glacierstack.synthetic.scene.build_scene`).
     """
-    scene = build_scene(preset, size_km, seed)
+    scene = build_scene(preset, size_km, seed, year)
     h, w = scene.grid.shape
     window = (0, 0, h, w)
     surf = render_surface(scene, window)
@@ -192,6 +198,7 @@ def generate_region(
     resolution: float = 10.0,
     overwrite: bool = False,
     progress: bool = True,
+    year: int | None = None,
 ) -> SyntheticRegion:
     """Generate a synthetic multi-modal glacier region as COGs plus a static STAC catalog.
 
@@ -215,6 +222,11 @@ def generate_region(
         Replace an existing ``out`` folder.
     progress
         Show a progress bar.
+    year
+        Observation year (default: the preset's, 2018). Another year gives the same terrain,
+        vegetation, snow and noise with the glaciers of an ELA raised by
+        ``ela_rise_per_year`` (6 m/yr by default) per year: retreated termini, smaller
+        accumulation areas. Acquisition dates move to that year.
 
     Returns
     -------
@@ -227,6 +239,8 @@ def generate_region(
             " is not supported"
         )
     p = get_preset(preset)
+    if year is not None:
+        p = p.at_year(year)
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"output folder {out} exists; pass overwrite=True to replace it")
@@ -277,7 +291,7 @@ def _write_products(
         "dem": f"Copernicus_DSM_COG_10_N{int(p.lat):02d}_00_E{int(p.lon):03d}_00_DEM_SYN",
         "lw": f"LC08_L2SP_SYNW{zone:02d}_{dates['landsat_w']:%Y%m%d}_02_T1",
         "le": f"LC08_L2SP_SYNE{zone:02d}_{dates['landsat_e']:%Y%m%d}_02_T1",
-        "vel": f"ITS_LIVE_velocity_120m_{p.name}_2018_SYN",
+        "vel": f"ITS_LIVE_velocity_120m_{p.name}_{p.date.year}_SYN",
         "s1r": f"S1B_IW_SLC__1SDV_{dates['s1_ref']:%Y%m%dT%H%M%S}_SYN",
         "s1s": f"S1B_IW_SLC__1SDV_{dates['s1_sec']:%Y%m%dT%H%M%S}_SYN",
         "truth": f"{p.name}-truth-{grid.shape[1] * grid.resolution / 1000:g}km-seed{seed}",

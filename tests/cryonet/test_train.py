@@ -82,6 +82,10 @@ def test_run_directory_contents_and_learning(cube, tmp_path):
     ckpt = torch.load(res.best_checkpoint, weights_only=True)
     assert ckpt["bands"] == ["band0", "band1", "band2"] and len(ckpt["mean"]) == 3
     assert ckpt["metrics"]["val_miou"] == pytest.approx(res.best_val_miou)
+    # temperature scaling fitted on the validation patches is stored with the best weights
+    cal = ckpt["calibration"]
+    assert cal["subset"] == "val" and cal["n_pixels"] > 0 and cal["temperature"] > 0
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9
     # a finished run is not retrained
     again = train(cube, tmp_path / "run", cfg, model_factory=Tiny, progress=False)
     assert len(again.history) == 4
