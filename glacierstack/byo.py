@@ -3,7 +3,7 @@
 Files are grouped into items by a regular expression on the file stem with the named groups
 ``item`` and ``asset``; the default ``^(?P<item>.+)_(?P<asset>[^_]+)$`` makes
 ``crop_ALA_G0120_0000_vx.tif`` and ``..._vy.tif`` one item ``crop_ALA_G0120_0000`` with assets
-``vx`` and ``vy``. Each asset gets the projection (``proj:code``, ``proj:epsg``, ``proj:shape``,
+``vx`` and ``vy``. Each asset gets the projection (``proj:code``, ``proj:shape``,
 ``proj:transform``) and raster (``raster:bands``: dtype, nodata, scale/offset, unit) fields
 that :mod:`glacierstack.stack` reads, via rio-stac. The result opens with
 :func:`glacierstack.catalog.open_catalog` like any other static catalog.
@@ -22,6 +22,7 @@ import pystac
 import rasterio
 
 from glacierstack.catalog import parse_datetime
+from glacierstack.stac_fields import PROJ_EXT, RASTER_EXT, raster_data_type
 
 __all__ = ["stac_from_files", "DEFAULT_PATTERN"]
 
@@ -58,7 +59,7 @@ def _asset_fields(path: Path) -> tuple[dict[str, Any], str | None, list[float]]:
         # encoding; keep only a declared one so the provider config's convention applies.
         band.pop("scale", None)
         band.pop("offset", None)
-        band["data_type"] = ds.dtypes[0]
+        band["data_type"] = raster_data_type(ds.dtypes[0])
         if ds.nodata is not None:
             band["nodata"] = ds.nodata
         if ds.scales[0] != 1.0:
@@ -74,7 +75,6 @@ def _asset_fields(path: Path) -> tuple[dict[str, Any], str | None, list[float]]:
         }
         if epsg is not None:
             fields["proj:code"] = f"EPSG:{epsg}"
-            fields["proj:epsg"] = epsg
         else:
             fields["proj:wkt2"] = ds.crs.to_wkt()
     return fields, (f"EPSG:{epsg}" if epsg else None), list(item.bbox or [])
@@ -198,7 +198,6 @@ def stac_from_files(
                 props["end_datetime"] = end.isoformat()
         if len(crss) == 1 and (code := next(iter(crss))):
             props["proj:code"] = code
-            props["proj:epsg"] = int(code.split(":")[1])
         item = pystac.Item(
             id=item_id,
             geometry=geom,
@@ -206,10 +205,7 @@ def stac_from_files(
             datetime=start,
             properties=props,
             collection=collection,
-            stac_extensions=[
-                "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-                "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-            ],
+            stac_extensions=[PROJ_EXT, RASTER_EXT],
         )
         for key, p in assets.items():
             item.add_asset(
@@ -226,8 +222,16 @@ def stac_from_files(
     out_dir = Path(out).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     catalog = pystac.Catalog(id=catalog_id, description=description)
+    # items name their collection, so (core STAC) they need a collection link: a real one
+    col = pystac.Collection(
+        id=collection,
+        description=f"{collection} (glacierstack stac-from-files)",
+        extent=pystac.Extent.from_items(items),
+        license="other",
+    )
     for item in items:
-        catalog.add_item(item)
+        col.add_item(item)
+    catalog.add_child(col)
     catalog.normalize_hrefs(str(out_dir))
     if copy:
         for item in items:
