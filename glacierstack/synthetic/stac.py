@@ -68,7 +68,10 @@ def _proj(grid: Grid) -> dict[str, Any]:
 
 
 def _raster_band(enc: Encoding, grid: Grid) -> dict[str, Any]:
-    band: dict[str, Any] = {"data_type": raster_data_type(enc.dtype), "spatial_resolution": grid.resolution}
+    band: dict[str, Any] = {
+        "data_type": raster_data_type(enc.dtype),
+        "spatial_resolution": grid.resolution,
+    }
     if enc.nodata is not None:
         band["nodata"] = enc.nodata
     if enc.scale != 1.0 or enc.offset != 0.0:

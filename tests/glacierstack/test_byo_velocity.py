@@ -164,8 +164,9 @@ def test_stac_from_files_validates_including_complex_rasters(tmp_path, stac_erro
     for name, dtype in (("s1_20180101_vv", "complex64"), ("s1_20180101_dem", "float32")):
         path = tmp_path / f"{name}.tif"
         data = np.ones((1, 8, 8), dtype=dtype)
-        with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype=dtype,
-                           crs="EPSG:32645", transform=from_origin(500000, 3100080, 10, 10)) as ds:  # fmt: skip
+        profile = dict(driver="GTiff", width=8, height=8, count=1, dtype=dtype, crs="EPSG:32645",
+                       transform=from_origin(500000, 3100080, 10, 10))  # fmt: skip
+        with rasterio.open(path, "w", **profile) as ds:
             ds.write(data)
         files.append(path)
     cat = stac_from_files(files, tmp_path / "cat", collection="sentinel-1-slc",
