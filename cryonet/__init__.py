@@ -14,6 +14,8 @@ command line             Python
 ``cryonet importance``   :func:`importance`
 ``cryonet finetune``     :func:`finetune`
 ``cryonet demo``         :func:`run_demo`
+``cryonet calibrate``    :func:`calibrate_checkpoint`
+``cryonet areas``        :func:`area_change` (one date: :func:`glacier_areas`)
 (models, checkpoints)    :func:`create_model`, :func:`load_checkpoint`, :func:`load_model`
 =======================  ===================================================================
 
@@ -39,6 +41,8 @@ from cryonet.importance import importance_from_checkpoint as importance  # noqa:
 from cryonet.train import TrainConfig, load_config, train  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from cryonet.areas import AreaOptions, area_change, glacier_areas
+    from cryonet.calibration import calibrate_checkpoint
     from cryonet.checkpoint import load_checkpoint, load_model
     from cryonet.demo import DemoConfig, run_demo
     from cryonet.export import export_cog, export_polygons
@@ -66,10 +70,15 @@ _LAZY: dict[str, str] = {
     "load_checkpoint": "cryonet.checkpoint",
     "load_model": "cryonet.checkpoint",
     "SegmentationMetrics": "cryonet.metrics",
+    "calibrate_checkpoint": "cryonet.calibration",
+    "AreaOptions": "cryonet.areas",
+    "area_change": "cryonet.areas",
+    "glacier_areas": "cryonet.areas",
 }
 
 __all__ = [
     "MODELS",
+    "AreaOptions",
     "PRESETS",
     "DemoConfig",
     "FinetuneConfig",
@@ -77,12 +86,15 @@ __all__ = [
     "TilingOptions",
     "TrainConfig",
     "__version__",
+    "area_change",
+    "calibrate_checkpoint",
     "compare",
     "create_model",
     "evaluate",
     "export_cog",
     "export_polygons",
     "finetune",
+    "glacier_areas",
     "importance",
     "list_models",
     "list_presets",

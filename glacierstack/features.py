@@ -46,6 +46,8 @@ __all__ = [
     "compute_features",
     "fit_pca",
     "glcm_texture",
+    "tasseled_cap_coefficients",
+    "tasseled_cap_inputs",
 ]
 
 # ---------------------------------------------------------------------------------- options
@@ -380,7 +382,9 @@ class FeatureContext:
     @property
     def pca(self) -> PCAFit:
         """The PCA fit (given in the options, or fitted on the region's S2 bands once)."""
-        return self.cached("pca", lambda: self.options.pca or fit_pca(self.raw, S2_BANDS, 3))
+        return self.cached(
+            "pca", lambda: self.options.pca or fit_pca(self.raw, _optical_bands(self.raw), 3)
+        )
 
     def pixel_size(self) -> tuple[float, float]:
         """``(dx, dy)`` in metres from the ``x``/``y`` coordinates; the CRS must be metric."""
@@ -585,9 +589,45 @@ def _pc(k: int) -> Callable[[FeatureContext], xr.DataArray]:
     return f
 
 
+def tasseled_cap_coefficients(sensor: str | None) -> tuple[dict[str, dict[str, float]], str]:
+    """Tasseled-cap coefficients ``{component: {slot: c}}`` of a sensor, and their source.
+
+    ``None`` or a Sentinel-2 sensor: :data:`TASSELED_CAP_S2`; Landsat sensors: the published
+    coefficients of :mod:`glacierstack.sensors`; others: ``({}, "")`` (not computable).
+    """
+    from glacierstack.sensors import COMMON_TO_SLOT, get_sensor
+
+    if sensor is None or sensor.startswith("sentinel-2"):
+        return TASSELED_CAP_S2, TASSELED_CAP_SOURCE
+    spec = get_sensor(sensor)
+    coefs = {
+        comp: {COMMON_TO_SLOT[c]: v for c, v in row.items()}
+        for comp, row in spec.tasseled_cap.items()
+    }
+    return coefs, spec.tasseled_cap_source
+
+
+def tasseled_cap_inputs(sensor: str | None) -> tuple[str, ...]:
+    """Optical slots the tasseled cap of ``sensor`` reads (empty: not defined)."""
+    coefs, _ = tasseled_cap_coefficients(sensor)
+    return tuple(next(iter(coefs.values()))) if coefs else ()
+
+
+def _sensor(ctx: FeatureContext) -> str | None:
+    sensor = ctx.raw.attrs.get("sensor")
+    return str(sensor) if sensor else None
+
+
+def _optical_bands(raw: xr.Dataset) -> tuple[str, ...]:
+    return tuple(b for b in S2_BANDS if b in raw.data_vars)
+
+
 def _tasseled_cap(name: str) -> Callable[[FeatureContext], xr.DataArray]:
     def f(ctx: FeatureContext) -> xr.DataArray:
-        coefs = TASSELED_CAP_S2[name]
+        table, _ = tasseled_cap_coefficients(_sensor(ctx))
+        if name not in table:
+            raise KeyError(f"no tasseled-cap coefficients for sensor {_sensor(ctx)!r}")
+        coefs = table[name]
         total: xr.DataArray | None = None
         for band, c in coefs.items():
             term = ctx.var(band).astype(np.float64) * c
@@ -699,7 +739,8 @@ def compute_features(
         "coherence_window": list(options.coherence_window),
         "edges": options.edges,
         "flat_aspect": options.flat_aspect,
-        "tasseled_cap": TASSELED_CAP_SOURCE,
+        "tasseled_cap": tasseled_cap_coefficients(_sensor(ctx))[1],
+        "sensor": _sensor(ctx),
         "indices": {"NDVI": "B08,B04", "NDSI": "B03,B11", "NDWI": "B03,B08", "NDGI": "B03,B04"},
     }
     if "pca" in ctx._cache:

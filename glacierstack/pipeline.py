@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from glacierstack import storage
 from glacierstack.grid import Grid
 from glacierstack.labels import LabelRules, Outlines, make_labels
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
@@ -25,6 +26,7 @@ __all__ = [
     "TRUTH_COLLECTION",
     "build_cube",
     "modalities_for_layers",
+    "plan_layers",
     "truth_outlines",
 ]
 
@@ -119,6 +121,49 @@ def truth_outlines(catalog: Any, grid: Grid) -> tuple[str, str, str] | None:
     return hrefs[0], hrefs[1], item.id
 
 
+def plan_layers(
+    catalog: Any,
+    grid: Grid,
+    datetime: str | None,
+    layers: str | Sequence[str] | None,
+    modalities: Sequence[str] | None,
+) -> tuple[tuple[str, ...], list[str], dict[str, str]]:
+    """Layers to compute, modalities to load, and the layers left out with the reason.
+
+    ``layers=None`` means every layer computable from what the catalog offers over ``grid``;
+    named layers must all be computable (the error says why one is not).
+    """
+    from glacierstack.availability import catalog_bands, choose_modalities, layer_status
+
+    found = catalog_bands(
+        catalog, grid.bbox_lonlat(), datetime=datetime, modalities=list(modalities or []) or None
+    )
+    chosen = list(modalities) if modalities else choose_modalities(found, catalog.provider)
+    variables = {v for m in chosen if m in found for v in found[m][0]}
+    sensor = next((found[m][1] for m in chosen if m in found and found[m][1]), None)
+    status = {s.name: s for s in layer_status(variables, sensor)}
+    if layers is None:
+        names = tuple(n for n, s in status.items() if s.computable)
+        if not names:
+            raise ValueError(
+                f"no layer is computable from catalog {catalog.source!r} over {grid} "
+                f"(modalities found: {sorted(found)})"
+            )
+    else:
+        names = resolve_layers(layers)  # type: ignore[arg-type]
+        bad = {n: status[n].reason for n in names if not status[n].computable}
+        if bad:
+            raise ValueError(
+                f"layers not computable from catalog {catalog.source!r} "
+                f"(modalities {chosen}): {bad}; see `glacierstack layers --catalog ...`"
+            )
+        needed = {v for n in names for v in status[n].inputs}
+        needed |= {"B03", "B04", "B08"} & variables  # the labels' water/vegetation rules
+        chosen = [m for m in chosen if m not in found or set(found[m][0]) & needed]
+    skipped = {n: s.reason for n, s in status.items() if n not in names and not s.computable}
+    return names, chosen, skipped
+
+
 def _describe(outlines: Outlines | None) -> str | None:
     if outlines is None:
         return None
@@ -164,7 +209,9 @@ def build_cube(
     datetime
         Acquisition window (``"2018-10-01/2018-10-31"``, ``"2018-10"``...).
     layers
-        Layer and/or group names (default all 30), see :func:`glacierstack.layers.resolve_layers`.
+        Layer and/or group names, see :func:`glacierstack.layers.resolve_layers`; default
+        (``None``): every layer computable from what the catalog offers (``"all"``: the 30
+        layers, an error if one is not computable).
     resolution
         Pixel size in metres when the grid is built from ``bbox``.
     glacier_outlines, debris_outlines
@@ -211,12 +258,22 @@ def build_cube(
 
     if (bbox is None) == (grid is None):
         raise ValueError("give exactly one of bbox=... or grid=...")
+    if chunk_size < 16:
+        raise ValueError(f"chunk_size must be >= 16 pixels, got {chunk_size}")
+    if not resolution > 0:
+        raise ValueError(f"resolution must be a positive number of metres, got {resolution}")
+    inputs = [
+        str(p)
+        for p in (catalog, glacier_outlines, debris_outlines)
+        if isinstance(p, str | os.PathLike) and Path(p).exists()
+    ]
+    storage.preflight(out, "cube", inputs=inputs)  # before any work: never an input, never foreign
     if grid is None:
         grid = Grid.from_bbox(bbox, bbox_crs=bbox_crs, resolution=resolution)  # type: ignore[arg-type]
-    names = resolve_layers(layers)  # type: ignore[arg-type]
     label_rules = label_rules or LabelRules()
-
+    skipped: dict[str, str] = {}
     if isinstance(catalog, Mapping):
+        names = resolve_layers(layers)  # type: ignore[arg-type]
         source: Any = catalog
         truth_cat = None
         mods = list(modalities) if modalities is not None else list(catalog)
@@ -225,17 +282,19 @@ def build_cube(
         truth_cat = source
         if isinstance(modalities, Mapping):
             raise TypeError("a modalities mapping needs catalog to be a mapping too")
-        mods = (
-            list(modalities)
-            if modalities is not None
-            else modalities_for_layers(source.provider, names)
-        )
+        names, mods, skipped = plan_layers(source, grid, datetime, layers, modalities)
 
     with dask_session(runner or RunnerOptions(progress=progress)) as session:
         raw = load_modalities(source, grid, datetime, mods, chunks=chunk_size)
         feats = compute_features(raw, names, **dict(feature_options or {}))
 
         # inputs of the labelling rules
+        missing = sorted({"B03", "B04", "B08"} - set(map(str, raw.data_vars)))
+        if missing:
+            raise KeyError(
+                f"the labels' water/vegetation rules need green, red and NIR (B03, B04, B08); "
+                f"catalog {getattr(source, 'source', source)!r} lacks {missing}"
+            )
         idx = feats if {"NDWI", "NDVI"} <= set(names) else compute_features(raw, ["NDWI", "NDVI"])
         valid = np.isfinite(feats).all("band")
 
@@ -279,6 +338,8 @@ def build_cube(
             "label_precedence": labels.attrs["precedence"],
             "outlines": outline_source,
             "nodata_rule": "labels are 255 where any feature layer is NaN",
+            "sensor": raw.attrs.get("sensor", ""),
+            "skipped_layers": skipped,
         }  # fmt: skip
         items = list(raw.attrs.get("stac_items", [])) + truth_item
         # what decides whether an unfinished store may be resumed: the request, not derived values
@@ -298,4 +359,5 @@ def build_cube(
             overwrite=overwrite,
             progress=progress,
             runner=session,
+            inputs=inputs,
         )

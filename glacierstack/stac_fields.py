@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EO_EXT", "PROJ_EXT", "RASTER_EXT", "SAR_EXT", "raster_data_type"]
+__all__ = ["EO_EXT", "PROJ_EXT", "RASTER_EXT", "SAR_EXT", "eo_common_name", "raster_data_type"]
 
 PROJ_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 RASTER_EXT = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
@@ -47,3 +47,8 @@ def raster_data_type(dtype: str | np.dtype) -> str:
     if name in _COMPLEX:
         return _COMPLEX[name]
     return name if name in _REAL else "other"
+
+
+def eo_common_name(name: str) -> str:
+    """Return the eo v1.1.0 ``common_name`` of a band name (``rededge1..3`` -> ``rededge``)."""
+    return "rededge" if name.startswith("rededge") else name

@@ -293,10 +293,26 @@ def _plan_modality(
     return [AcquisitionRead(spec, bands, tuple(sel.acquisitions[0]))], sel
 
 
+def item_sensor(spec: ModalitySpec, item: pystac.Item) -> str:
+    """Sensor band map of an optical item (``auto``: its ``glacierstack:sensor``/``platform``)."""
+    from glacierstack.sensors import sensor_for_platform
+
+    if spec.sensor != "auto":
+        return str(spec.sensor)
+    props = item.properties
+    if props.get("glacierstack:sensor"):
+        return str(props["glacierstack:sensor"])
+    return sensor_for_platform(props.get("platform"), "optical")
+
+
 def _read_acquisition(
     acq: AcquisitionRead, grid: Grid, loader: RasterLoader, chunks: int
 ) -> dict[str, xr.DataArray]:
     out = _load_acquisition(loader, acq.spec, acq.bands, acq.items, grid, chunks)
+    if acq.spec.sensor is not None:
+        sensor = item_sensor(acq.spec, acq.items[0])
+        for da in out.values():
+            da.attrs["sensor"] = sensor
     if not acq.suffix:
         return out
     for da in out.values():
@@ -391,6 +407,9 @@ def read_plan(plan: ReadPlan, grid: Grid, *, chunks: int = 1024) -> xr.Dataset:
         "datetime": plan.datetime or "",
         "modalities": {k: list(v) for k, v in plan.chosen},
     }
+    sensors = [str(v.attrs["sensor"]) for v in data.values() if "sensor" in v.attrs]
+    if sensors:
+        ds.attrs["sensor"] = sensors[0]
     return ds
 
 

@@ -18,16 +18,42 @@ def cube(
         str, typer.Option(help="Provider name, STAC API URL or path to a static catalog")
     ],
     out: Annotated[Path, typer.Option(help="Zarr store to write, e.g. cube.zarr")],
-    bbox: Annotated[str, typer.Option(help="Region 'xmin,ymin,xmax,ymax' in --bbox-crs")],
+    bbox: Annotated[
+        str | None, typer.Option(help="Region 'xmin,ymin,xmax,ymax' in --bbox-crs")
+    ] = None,
     datetime: Annotated[
         str | None, typer.Option(help="Acquisition window, e.g. 2018-10-01/2018-10-31")
     ] = None,
     bbox_crs: Annotated[str, typer.Option(help="CRS of --bbox")] = "EPSG:4326",
     layers: Annotated[
         str | None,
-        typer.Option(help="Comma-separated layers and/or groups (default: all 30 layers)"),
+        typer.Option(
+            help="Comma-separated layers and/or groups (default: every layer computable from "
+            "the catalog; 'all': the 30 layers)"
+        ),
     ] = None,
     resolution: Annotated[float, typer.Option(help="Pixel size in metres")] = 10.0,
+    crs: Annotated[
+        str | None,
+        typer.Option(
+            help="Grid CRS (default: the UTM zone of the bbox); with --bbox-crs equal "
+            "to it and an aligned bbox the grid is exactly the bbox"
+        ),
+    ] = None,
+    like: Annotated[
+        Path | None,
+        typer.Option(
+            help="Use this raster's own grid exactly (CRS, bounds, pixel size) "
+            "instead of --bbox/--resolution"
+        ),
+    ] = None,
+    modalities: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated modalities to load (default: chosen from what the "
+            "catalog offers; see `glacierstack layers`)"
+        ),
+    ] = None,
     glacier_outlines: Annotated[
         Path | None, typer.Option(help="Glacier outlines (any vector format and CRS)")
     ] = None,
@@ -47,34 +73,34 @@ def cube(
 
     Rerunning the same command after an interruption resumes the unfinished store.
     """
-    from glacierstack.catalog import EmptySearchError
+    from glacierstack.grid import Grid
     from glacierstack.labels import LabelRules
     from glacierstack.pipeline import build_cube
-    from glacierstack.store import CubeError
 
     rules = LabelRules(water_ndwi=water_ndwi, vegetation_ndvi=vegetation_ndvi)
+    if (bbox is None) == (like is None):
+        raise typer.BadParameter("give exactly one of --bbox or --like")
+    mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
     runner = runner_options(scheduler, threads, None, profile, progress)
-    try:
-        path = build_cube(
-            catalog,
-            out,
-            bbox=parse_bbox(bbox),
-            bbox_crs=bbox_crs,
-            datetime=datetime,
-            layers=layers,
-            resolution=resolution,
-            glacier_outlines=glacier_outlines,
-            debris_outlines=debris_outlines,
-            label_rules=rules,
-            chunk_size=chunk_size,
-            overwrite=overwrite,
-            progress=progress,
-            runner=runner,
-        )
-    except (EmptySearchError, KeyError, FileNotFoundError, FileExistsError, CubeError) as e:
-        typer.echo(f"error: {e.args[0] if e.args else e}", err=True)
-        raise typer.Exit(1) from e
-    except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
+    # errors end in one line (a traceback with --debug): glacierstack.cli._errors
+    if like is not None:
+        grid = Grid.from_raster(like)
+    else:
+        assert bbox is not None
+        grid = Grid.from_bbox(parse_bbox(bbox), bbox_crs=bbox_crs, resolution=resolution, crs=crs)
+    path = build_cube(
+        catalog,
+        out,
+        grid=grid,
+        modalities=mods,
+        datetime=datetime,
+        layers=layers,
+        glacier_outlines=glacier_outlines,
+        debris_outlines=debris_outlines,
+        label_rules=rules,
+        chunk_size=chunk_size,
+        overwrite=overwrite,
+        progress=progress,
+        runner=runner,
+    )
     typer.echo(str(path))

@@ -32,7 +32,9 @@ class S2Band:
     @property
     def common_name(self) -> str:
         """The eo v1.1.0 ``common_name`` (B05..B07 are all ``rededge``; keys keep 1..3)."""
-        return "rededge" if self.asset.startswith("rededge") else self.asset
+        from glacierstack.stac_fields import eo_common_name
+
+        return eo_common_name(self.asset)
 
 
 S2_BANDS: tuple[S2Band, ...] = (
