@@ -332,13 +332,20 @@ def evaluate_loader(
 def _calibrate_best(
     model: nn.Module, best_path: Path, val_loader: torch.utils.data.DataLoader, device: torch.device
 ) -> None:
-    """Fit temperature scaling of the best weights on the validation patches; store it."""
+    """Fit temperature scaling of the best weights on the validation patches; store it.
+
+    A best checkpoint is rewritten without calibration whenever it improves, so one that has
+    a ``calibration`` entry holds the temperature of its own weights and is left alone.
+    """
     import copy
 
     from cryonet.calibration import calibrate_model, store_calibration
 
+    ckpt = load_checkpoint(best_path, map_location=device)
+    if "calibration" in ckpt:  # fitted for these weights already (a finished run re-run)
+        return
     best = copy.deepcopy(model)
-    best.load_state_dict(load_checkpoint(best_path, map_location=device)["state_dict"])
+    best.load_state_dict(ckpt["state_dict"])
     store_calibration(best_path, calibrate_model(best, val_loader, device))
 
 

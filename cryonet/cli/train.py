@@ -111,14 +111,24 @@ def compare(
     config: Annotated[str, typer.Option(help=_CONFIG_HELP)] = "paper",
     epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated training seeds, e.g. 0,1,2 (mean ± std table)."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train and evaluate several models on the identical split; write the comparison table."""
     from cryonet.evaluate import compare as run
     from cryonet.train import load_config
 
-    cfg = load_config(config, epochs=epochs, device=device)
-    results = run(cube, models, out, cfg, progress=progress)
+    cfg = load_config(config, epochs=epochs, device=device, threads=threads)
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError as err:
+        msg = f"not a list of integers: {seeds!r}"
+        raise typer.BadParameter(msg, param_hint="--seeds") from err
+    results = run(cube, models, out, cfg, progress=progress, seeds=seed_list)
     for name, m in results.items():
         typer.echo(
             f"{name}: mIoU {100 * m.miou:.2f} %, overall accuracy {100 * m.overall_accuracy:.2f} %"
