@@ -508,7 +508,9 @@ def train(
 
     source = CubeSource(cube, cache=config.cache)
     sp = _prepare_split(run, source, config, split, dist.main)
-    in_ch, n_cls = source.n_bands, NUM_CLASSES
+    # the cube's class scheme decides the classes (the five CryoNet classes by default)
+    class_names = tuple(str(c["name"]) for c in source.classes) or CLASS_NAMES
+    in_ch, n_cls = source.n_bands, len(class_names)
     counts = class_counts(source, sp.subset("train"), sp.patch_size, n_cls)
     weights = torch.as_tensor(class_weights(counts, config.class_weighting), device=device)
 
@@ -588,7 +590,10 @@ def train(
     def checkpoint(path: Path, epoch: int, metrics: Mapping[str, Any]) -> None:
         save_checkpoint(
             path, model, bands=source.bands, mean=source.mean, std=std_used,
-            epoch=epoch, metrics=metrics, extra={"config": config.to_dict(), "cube": str(cube)},
+            epoch=epoch, metrics=metrics, classes=source.classes or None,
+            extra={"config": config.to_dict(), "cube": str(cube),
+                   "class_scheme": source.attrs.get("class_scheme", {"name": "cryonet5"}),
+                   "sensor": source.attrs.get("sensor", "")},
         )  # fmt: skip
 
     def save_last(epoch: int, step: int, metrics: Mapping[str, Any]) -> None:
@@ -673,13 +678,14 @@ def train(
             train_loss = float(t) / dist.world_size
         if len(val_ds):
             val_metrics, val_loss = evaluate_loader(
-                model, val_loader, device, loss_fn=loss_fn, amp=config.amp
-            )
+                model, val_loader, device, loss_fn=loss_fn, amp=config.amp,
+                num_classes=n_cls, class_names=class_names,
+            )  # fmt: skip
             miou, oa = val_metrics.miou, val_metrics.overall_accuracy
-            ious = dict(zip(CLASS_NAMES, val_metrics.iou.tolist(), strict=True))
+            ious = dict(zip(class_names, val_metrics.iou.tolist(), strict=True))
         else:
             val_loss, miou, oa = float("nan"), float("nan"), float("nan")
-            ious = dict.fromkeys(CLASS_NAMES, float("nan"))
+            ious = dict.fromkeys(class_names, float("nan"))
         row = {
             "epoch": epoch + 1,
             "step": global_step,

@@ -19,6 +19,7 @@ from glacierstack.grid import Grid
 from glacierstack.labels import LabelRules, Outlines, make_labels
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
 from glacierstack.runner import RunnerOptions, dask_session
+from glacierstack.schemes import ClassScheme, apply_scheme, get_scheme
 from glacierstack.store import write_cube
 
 __all__ = [
@@ -184,6 +185,7 @@ def build_cube(
     glacier_outlines: Outlines | None = None,
     debris_outlines: Outlines | None = None,
     label_rules: LabelRules | None = None,
+    scheme: str | ClassScheme = "cryonet5",
     modalities: Sequence[str] | Mapping[str, Any] | None = None,
     feature_options: Mapping[str, Any] | None = None,
     chunk_size: int = 512,
@@ -217,6 +219,10 @@ def build_cube(
         Outline files or GeoDataFrames (any vector format and CRS). If both are None and the
         catalog has a ``synthetic-truth`` collection, its outline assets are used; otherwise
         the labels hold only background/water/vegetation (a warning says so).
+    scheme
+        Class scheme name (``cryonet5``, ``glacier``, ``ice-debris``), YAML file or
+        :class:`~glacierstack.schemes.ClassScheme`; the water/vegetation rules only run when
+        the scheme keeps a rule class.
     label_rules
         NDWI/NDVI thresholds and outline options (default
         :class:`~glacierstack.labels.LabelRules()`).
@@ -277,14 +283,20 @@ def build_cube(
         raw = load_modalities(source, grid, datetime, mods, chunks=chunk_size)
         feats = compute_features(raw, names, **dict(feature_options or {}))
 
-        # inputs of the labelling rules
+        # inputs of the labelling rules (only schemes keeping a rule class run them)
+        scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
         missing = sorted({"B03", "B04", "B08"} - set(map(str, raw.data_vars)))
-        if missing:
+        if missing and scheme.rule_classes:
             raise KeyError(
                 f"the labels' water/vegetation rules need green, red and NIR (B03, B04, B08); "
                 f"catalog {getattr(source, 'source', source)!r} lacks {missing}"
             )
-        idx = feats if {"NDWI", "NDVI"} <= set(names) else compute_features(raw, ["NDWI", "NDVI"])
+        if not scheme.rule_classes:
+            idx = None
+        elif {"NDWI", "NDVI"} <= set(names):
+            idx = feats
+        else:
+            idx = compute_features(raw, ["NDWI", "NDVI"])
         valid = np.isfinite(feats).all("band")
 
         outline_source: dict[str, Any] = {}
@@ -308,12 +320,13 @@ def build_cube(
             grid,
             glacier_outlines=glacier_outlines,
             debris_outlines=debris_outlines,
-            ndwi=idx.sel(band="NDWI", drop=True),
-            ndvi=idx.sel(band="NDVI", drop=True),
+            ndwi=None if idx is None else idx.sel(band="NDWI", drop=True),
+            ndvi=None if idx is None else idx.sel(band="NDVI", drop=True),
             valid=valid,
             rules=label_rules,
             chunks=chunk_size,
         )
+        labels = apply_scheme(labels, scheme)
         attrs = {
             "catalog": str(source.source) if not isinstance(source, Mapping) else {
                 k: str(v) for k, v in source.items()
@@ -324,6 +337,8 @@ def build_cube(
             "modalities": raw.attrs.get("modalities", {}),
             "feature_params": feats.attrs.get("feature_params", ""),
             "label_rules": label_rules.to_attrs(),
+            "class_scheme": scheme.to_attrs(),
+            "classes": scheme.table(),
             "label_precedence": labels.attrs["precedence"],
             "outlines": outline_source,
             "nodata_rule": "labels are 255 where any feature layer is NaN",
@@ -332,10 +347,14 @@ def build_cube(
         }  # fmt: skip
         items = list(raw.attrs.get("stac_items", [])) + truth_item
         # what decides whether an unfinished store may be resumed: the request, not derived values
-        request = {
-            k: attrs[k]
-            for k in ("catalog", "datetime", "bbox", "bbox_crs", "label_rules", "outlines")
-        } | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
+        request = (
+            {"class_scheme": scheme.to_attrs()}
+            | {
+                k: attrs[k]
+                for k in ("catalog", "datetime", "bbox", "bbox_crs", "label_rules", "outlines")
+            }
+            | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
+        )
         return write_cube(
             feats,
             labels,

@@ -47,7 +47,7 @@ import xarray as xr
 import zarr
 from tqdm.auto import tqdm
 
-from glacierstack.classes import CLASSES, NODATA_LABEL, check_class_table, class_table
+from glacierstack.classes import NODATA_LABEL, check_class_table, class_table
 from glacierstack.georef import georeference, uint8_layer_attrs
 from glacierstack.grid import Grid
 from glacierstack.runner import DaskSession, RunnerOptions, ensure_session, run_tasks
@@ -201,8 +201,8 @@ def _template(
                 labs,
                 uint8_layer_attrs(
                     "class label",
-                    [c.id for c in CLASSES],
-                    [c.name for c in CLASSES],
+                    [int(c["id"]) for c in attrs["classes"]],
+                    [str(c["name"]) for c in attrs["classes"]],
                     NODATA_LABEL,
                 ),
             ),
@@ -328,7 +328,7 @@ def write_cube(
         **dict(attrs or {}),
         "grid": grid.to_attrs(),
         "bands": bands,
-        "classes": class_table(),
+        "classes": list((attrs or {}).get("classes") or class_table()),
         "stac_items": list(build["stac_items"]),
         "software": _software(),
         "chunk_size": int(chunk_size),
@@ -444,7 +444,8 @@ def _finalise(path: Path, bands: list[str], progress: bool) -> None:
     attrs = dict(group.attrs)
     attrs.update(
         band_valid_fraction=[float(k) / npix for k in n],
-        class_counts={c.name: int(hist[c.id]) for c in CLASSES} | {"nodata": int(hist[255])},
+        class_counts={str(c["name"]): int(hist[int(c["id"])]) for c in group.attrs["classes"]}
+        | {"nodata": int(hist[255])},
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     attrs["complete"] = True  # last: only now does the store read as a cube
