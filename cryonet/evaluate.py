@@ -30,8 +30,9 @@ from cryonet.data import (
     PatchSplit,
     batch_loader,
 )
+from cryonet.engine import evaluate_loader, resolve_device
 from cryonet.metrics import SegmentationMetrics
-from cryonet.train import TrainConfig, _resolve_device, evaluate_loader, train
+from cryonet.train import TrainConfig, train
 from glacierstack.classes import CLASSES, NODATA_LABEL, NUM_CLASSES
 
 __all__ = [
@@ -192,7 +193,7 @@ def evaluate(
     -------
     SegmentationMetrics
     """
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     source = CubeSource(cube)
     if not isinstance(split, PatchSplit):
         p = Path(split)
@@ -245,6 +246,7 @@ def compare(
     *,
     model_options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = True,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, SegmentationMetrics]:
     """Train and evaluate several models on the identical patch split.
 
@@ -270,11 +272,16 @@ def compare(
         Optional per-model architecture options.
     progress
         Show progress bars.
+    seeds
+        Training seeds (initialisation, sample order, augmentation; the split stays the one
+        of ``config.seed``). With more than one seed every model is trained once per seed in
+        ``out/<model>/seed<k>/`` and ``comparison_seeds.md`` / ``.csv`` hold the mean ± std
+        over seeds (:mod:`cryonet.comparison`); the other tables show the first seed.
 
     Returns
     -------
     dict
-        Model name -> test metrics.
+        Model name -> test metrics (of the first seed).
     """
     import pandas as pd
 
@@ -293,25 +300,35 @@ def compare(
 
         split = make_split(source, config.split_config())
         split.to_json(split_path)
-    results: dict[str, SegmentationMetrics] = {}
+    seed_list = list(seeds) if seeds else [config.seed]
+    per_seed: dict[str, list[SegmentationMetrics]] = {}
     for name in models:
-        run = out / name
-        cfg = replace(
-            config,
-            model=name,
-            encoder=None,
-            model_options=dict((model_options or {}).get(name, {})),
-        )
-        res = train(cube, run, cfg, split=split, progress=progress)
-        results[name] = evaluate(
-            res.best_checkpoint,
-            cube,
-            split,
-            out=run / "evaluation",
-            name=name,
-            device=config.device,
-            amp=config.amp,
-        )
+        for seed in seed_list:
+            run = out / name if len(seed_list) == 1 else out / name / f"seed{seed}"
+            cfg = replace(
+                config,
+                model=name,
+                encoder=None,
+                model_options=dict((model_options or {}).get(name, {})),
+                seed=seed,
+            )
+            res = train(cube, run, cfg, split=split, progress=progress)
+            per_seed.setdefault(name, []).append(
+                evaluate(
+                    res.best_checkpoint,
+                    cube,
+                    split,
+                    out=run / "evaluation",
+                    name=name,
+                    device=config.device,
+                    amp=config.amp,
+                )
+            )
+    results = {name: runs[0] for name, runs in per_seed.items()}
+    if len(seed_list) > 1:
+        from cryonet.comparison import write_seed_table
+
+        write_seed_table(per_seed, out)
     write_tables(results, out)
     rows = {
         name: [100 * dict(zip(m.class_names, m.iou, strict=True))[c] for c in PAPER_CLASS_ORDER]

@@ -42,7 +42,7 @@ __all__ = [
     "RULE_CLASSES",
     "SCHEMES",
     "ClassScheme",
-    "apply_scheme",
+    "map_labels",
     "get_scheme",
     "remove_small_patches",
     "scheme_from_attrs",
@@ -205,20 +205,14 @@ def remove_small_patches(labels: np.ndarray, classes: Sequence[int], min_pixels:
     return out
 
 
-def apply_scheme(labels: Any, scheme: ClassScheme) -> Any:
-    """Map a lazy five-class label raster onto ``scheme`` (and its minimum mapping unit).
+def map_labels(labels: np.ndarray, scheme: ClassScheme) -> np.ndarray:
+    """Map a five-class label block onto ``scheme``, then apply its minimum mapping unit.
 
-    The minimum mapping unit is applied per Dask chunk (a patch cut by a chunk edge counts
-    per side), which keeps the step lazy.
+    The minimum mapping unit is applied per block (a tile of the cube): a patch cut by a tile
+    edge counts per side.
     """
-    lut = scheme.lookup()
+    out = scheme.lookup()[labels]
     rule_ids = [c.id for c in scheme.classes if set(scheme.sources[c.name]) & set(RULE_CLASSES)]
-    mmu = scheme.min_mapping_unit
-
-    def block(b: np.ndarray) -> np.ndarray:
-        out = lut[b]
-        return remove_small_patches(out, rule_ids, mmu) if mmu > 1 and rule_ids else out
-
-    out = labels.copy(data=labels.data.map_blocks(block, dtype=np.uint8))
-    out.attrs = {**labels.attrs, "class_scheme": scheme.name}
+    if scheme.min_mapping_unit > 1 and rule_ids:
+        out = remove_small_patches(out, rule_ids, scheme.min_mapping_unit)
     return out

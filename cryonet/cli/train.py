@@ -65,7 +65,9 @@ def train(
     if model is not None and encoder is None:
         cfg = replace(cfg, encoder=None)  # the model's/preset's default encoder
     result = run(cube, out, cfg, split=split_file, resume=resume, progress=progress)
-    typer.echo(f"best checkpoint: {result.best_checkpoint} (val mIoU {result.best_val_miou:.4f})")
+    miou = result.best_val_miou
+    score = "no validation patches" if miou is None else f"val mIoU {miou:.4f}"
+    typer.echo(f"best checkpoint: {result.best_checkpoint} ({score})")
 
 
 @app.command()
@@ -111,14 +113,24 @@ def compare(
     config: Annotated[str, typer.Option(help=_CONFIG_HELP)] = "paper",
     epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated training seeds, e.g. 0,1,2 (mean ± std table)."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train and evaluate several models on the identical split; write the comparison table."""
     from cryonet.evaluate import compare as run
     from cryonet.train import load_config
 
-    cfg = load_config(config, epochs=epochs, device=device)
-    results = run(cube, models, out, cfg, progress=progress)
+    cfg = load_config(config, epochs=epochs, device=device, threads=threads)
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError as err:
+        msg = f"not a list of integers: {seeds!r}"
+        raise typer.BadParameter(msg, param_hint="--seeds") from err
+    results = run(cube, models, out, cfg, progress=progress, seeds=seed_list)
     for name, m in results.items():
         typer.echo(
             f"{name}: mIoU {100 * m.miou:.2f} %, overall accuracy {100 * m.overall_accuracy:.2f} %"

@@ -80,45 +80,35 @@ def cube(
 
     Rerunning the same command after an interruption resumes the unfinished store.
     """
-    from glacierstack.catalog import EmptySearchError
     from glacierstack.grid import Grid
     from glacierstack.labels import LabelRules
     from glacierstack.pipeline import build_cube
-    from glacierstack.store import CubeError
 
     rules = LabelRules(water_ndwi=water_ndwi, vegetation_ndvi=vegetation_ndvi)
     if (bbox is None) == (like is None):
         raise typer.BadParameter("give exactly one of --bbox or --like")
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
     runner = runner_options(scheduler, threads, None, profile, progress)
-    try:
-        if like is not None:
-            grid = Grid.from_raster(like)
-        else:
-            assert bbox is not None
-            grid = Grid.from_bbox(
-                parse_bbox(bbox), bbox_crs=bbox_crs, resolution=resolution, crs=crs
-            )
-        path = build_cube(
-            catalog,
-            out,
-            grid=grid,
-            modalities=mods,
-            datetime=datetime,
-            layers=layers,
-            glacier_outlines=glacier_outlines,
-            debris_outlines=debris_outlines,
-            label_rules=rules,
-            scheme=scheme,
-            chunk_size=chunk_size,
-            overwrite=overwrite,
-            progress=progress,
-            runner=runner,
-        )
-    except (EmptySearchError, KeyError, FileNotFoundError, FileExistsError, CubeError) as e:
-        typer.echo(f"error: {e.args[0] if e.args else e}", err=True)
-        raise typer.Exit(1) from e
-    except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
+    # errors end in one line (a traceback with --debug): glacierstack.cli._errors
+    if like is not None:
+        grid = Grid.from_raster(like)
+    else:
+        assert bbox is not None
+        grid = Grid.from_bbox(parse_bbox(bbox), bbox_crs=bbox_crs, resolution=resolution, crs=crs)
+    path = build_cube(
+        catalog,
+        out,
+        grid=grid,
+        modalities=mods,
+        datetime=datetime,
+        layers=layers,
+        glacier_outlines=glacier_outlines,
+        debris_outlines=debris_outlines,
+        label_rules=rules,
+        scheme=scheme,
+        chunk_size=chunk_size,
+        overwrite=overwrite,
+        progress=progress,
+        runner=runner,
+    )
     typer.echo(str(path))

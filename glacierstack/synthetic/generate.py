@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -14,6 +14,7 @@ import numpy as np
 import rasterio
 from tqdm.auto import tqdm
 
+from glacierstack import storage
 from glacierstack.grid import Grid
 from glacierstack.synthetic.noise import fractal_noise, white_noise
 from glacierstack.synthetic.outlines import debris_outlines, glacier_outlines, write_gpkg
@@ -190,6 +191,15 @@ def _sub_grid(grid: Grid, col0: int, col1: int) -> Grid:
     return Grid(grid.crs, (x0, grid.bounds[1], grid.bounds[0] + col1 * r, grid.bounds[3]), r)
 
 
+def is_synthetic_region(path: Path) -> bool:
+    """Whether ``path`` is a folder written by :func:`generate_region` (safe to replace)."""
+    cat = path / "catalog.json"
+    try:
+        return str(json.loads(cat.read_text()).get("id", "")).startswith("synthetic-")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def generate_region(
     preset: str,
     out: str | Path,
@@ -244,10 +254,16 @@ def generate_region(
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"output folder {out} exists; pass overwrite=True to replace it")
+    if out.exists() and not is_synthetic_region(out):
+        raise storage.ForeignStoreError(
+            f"{out} exists and is not a synthetic region (no catalog.json with a 'synthetic-' "
+            "id); refusing to replace it, choose another folder"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if stage.exists():
-        shutil.rmtree(stage)
+    for debris in storage.scratch_debris(out, "partial"):  # left by a killed run
+        storage.remove_scratch(debris)
+    stage = out.resolve().parent / f".{out.name}.partial-{os.getpid()}"
+    storage.remove_scratch(stage)
     stage.mkdir()
     try:
         # a bounded GDAL block cache: windowed writes must not pile up in memory
@@ -260,11 +276,9 @@ def generate_region(
             f"size {grid.shape[1] * grid.resolution / 1000:g} km, seed {seed}.",
             items,
         )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(stage, out)
+        storage.replace_folder(stage, out, owned=is_synthetic_region, what="a synthetic region")
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        storage.remove_scratch(stage)
         raise
     return SyntheticRegion(
         catalog_path=out / "catalog.json",
@@ -416,7 +430,7 @@ def _item_specs(
             encoding=S2_ENCODING,
             eo_band={
                 "name": b.name,
-                "common_name": b.asset,
+                "common_name": b.common_name,
                 "center_wavelength": b.center_wavelength,
                 "full_width_half_max": b.full_width_half_max,
             },
