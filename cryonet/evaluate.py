@@ -302,8 +302,9 @@ def compare(
         split.to_json(split_path)
     seed_list = list(seeds) if seeds else [config.seed]
     per_seed: dict[str, list[SegmentationMetrics]] = {}
-    for name in models:
-        for seed in seed_list:
+    # seed-major: an interrupted comparison has every model at the seeds it finished
+    for seed in seed_list:
+        for name in models:
             run = out / name if len(seed_list) == 1 else out / name / f"seed{seed}"
             cfg = replace(
                 config,
