@@ -25,8 +25,14 @@ def predict(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint file (.pt) from cryonet train.")],
     cube: Annotated[Path, typer.Option(help="Zarr feature cube holding the model's bands.")],
     out: Annotated[Path, typer.Option(help="Output Zarr mosaic (resumed if unfinished).")],
-    tile_size: Annotated[int, typer.Option(help="Tile side in pixels.")] = 256,
-    overlap: Annotated[int, typer.Option(help="Overlap of consecutive tiles in pixels.")] = 64,
+    tile_size: Annotated[
+        int | None,
+        typer.Option(help="Tile side in pixels (default: the checkpoint's training patch size)."),
+    ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(help="Overlap of consecutive tiles in pixels (default: a quarter tile)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 8,
     chunk_size: Annotated[
         int | None,
@@ -54,6 +60,12 @@ def predict(
     from cryonet.infer import predict as run
 
     runner_options(scheduler, threads, torch_threads, profile, progress)  # validate first
+    if tile_size is None or overlap is None:
+        from cryonet.areaeval import default_tiling
+
+        tile, ov = default_tiling(checkpoint)  # prediction follows training
+        tile_size = tile if tile_size is None else tile_size
+        overlap = (tile_size // 4 if tile_size != tile else ov) if overlap is None else overlap
     path = run(
         checkpoint,
         cube,
