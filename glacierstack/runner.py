@@ -27,11 +27,13 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import dask
+
+from glacierstack.warmup import WorkerSettings, apply_settings
 
 __all__ = [
     "PROFILE_HELP",
@@ -174,60 +176,6 @@ class RunnerOptions:
         object.__setattr__(self, "gdal_env", tuple((str(k), str(v)) for k, v in self.gdal_env))
 
 
-# ------------------------------------------------------------------------- worker settings
-def _apply_settings(
-    torch_threads: int | None, gdal_env: Sequence[tuple[str, str]], warm: bool = True
-) -> None:
-    """Apply worker settings in the current process (environment, torch, warm kernels)."""
-    os.environ.update(dict(gdal_env))
-    if torch_threads is not None:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(torch_threads)
-        torch = sys.modules.get("torch")  # glacierstack never imports torch itself
-        if torch is not None:
-            torch.set_num_threads(int(torch_threads))
-    if warm:
-        from glacierstack.warmup import warm_kernels
-
-        warm_kernels()
-
-
-try:
-    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
-except ImportError:  # pragma: no cover - distributed is a dependency
-    _WorkerPlugin = object  # type: ignore[assignment,misc]
-
-
-class WorkerSettings(_WorkerPlugin):  # type: ignore[misc,valid-type]
-    """Worker plugin: GDAL env, torch threads and warm Numba kernels on every worker start.
-
-    Parameters
-    ----------
-    torch_threads
-        torch intra-op threads (``None``: unchanged).
-    gdal_env
-        ``(name, value)`` GDAL configuration options exported as environment variables.
-    warm_kernels
-        Load the glacierstack Numba kernels (from the on-disk cache) before any task runs.
-    """
-
-    name = "glacierstack-worker-settings"
-
-    def __init__(
-        self,
-        torch_threads: int | None = None,
-        gdal_env: Sequence[tuple[str, str]] = (),
-        warm_kernels: bool = True,
-    ) -> None:
-        self.torch_threads = torch_threads
-        self.gdal_env = tuple(gdal_env)
-        self.warm_kernels = warm_kernels
-
-    def setup(self, worker: Any) -> None:
-        """Apply the settings in the worker process (runs once per worker start)."""
-        _apply_settings(self.torch_threads, self.gdal_env, self.warm_kernels)
-
-
 # ------------------------------------------------------------------------------- session
 def active_client() -> Any | None:
     """Return the ``distributed.Client`` that ``dask.compute`` would use now, or None."""
@@ -368,11 +316,11 @@ def _local(sched: Scheduler, opts: RunnerOptions) -> Iterator[DaskSession]:
             pool = ProcessPoolExecutor(
                 max_workers=opts.threads or os.cpu_count() or 1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_apply_settings,
+                initializer=apply_settings,
                 initargs=(opts.torch_threads, opts.gdal_env, opts.warm_kernels),
             )
         else:
-            _apply_settings(opts.torch_threads, opts.gdal_env, warm=False)  # warms on first use
+            apply_settings(opts.torch_threads, opts.gdal_env, warm=False)  # warms on first use
         yield DaskSession(None, name, opts.threads, opts, pool)
     finally:
         if pool is not None:
@@ -496,8 +444,3 @@ def runner_options(
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
-
-
-def gdal_env_from(mapping: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
-    """``{name: value}`` -> the sorted tuple :class:`RunnerOptions` takes."""
-    return tuple(sorted((str(k), str(v)) for k, v in (mapping or {}).items()))
