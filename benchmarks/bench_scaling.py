@@ -112,6 +112,10 @@ def _tiles(shape: tuple[int, int], chunk: int = 512) -> int:
     return -(-shape[0] // chunk) * -(-shape[1] // chunk)
 
 
+def _import_cryonet() -> None:
+    import cryonet.infer  # noqa: F401
+
+
 def child_predict(ckpt: str, cube: str, out: str, scheduler: str, threads: int, torch_t: int):
     from distributed import get_task_stream
 
@@ -128,12 +132,15 @@ def child_predict(ckpt: str, cube: str, out: str, scheduler: str, threads: int, 
         res["wall_s"] = time.perf_counter() - t1
     else:
         opts = RunnerOptions(scheduler, threads=threads, torch_threads=torch_t, progress=False)
-        with dask_session(opts) as session, get_task_stream(session.client) as ts:
-            t1 = time.perf_counter()
-            predict(ckpt, cube, out, scheduler=session.client, **kw)
-            res["wall_s"] = time.perf_counter() - t1
-            res["busy"] = _busy(ts.data, dict(session.client.nthreads()))
-            res["worker_rss_mb"] = list(session.client.run(_rss_mb).values())
+        with dask_session(opts) as session:
+            client = session.client
+            client.run(_import_cryonet)  # warm workers: torch import excluded, as for threads
+            with get_task_stream(client) as ts:
+                t1 = time.perf_counter()
+                predict(ckpt, cube, out, scheduler=client, **kw)
+                res["wall_s"] = time.perf_counter() - t1
+            res["busy"] = _busy(ts.data, dict(client.nthreads()))
+            res["worker_rss_mb"] = list(client.run(_rss_mb).values())
     res["client_rss_mb"] = _rss_mb()
     return res
 

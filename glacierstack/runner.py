@@ -356,7 +356,10 @@ def run_tasks(
     retries: int = 0,
     on_result: Callable[[Any], None] | None = None,
 ) -> None:
-    """Compute Dask ``Delayed`` tasks in batches with one progress bar (the one mechanism).
+    """Compute Dask ``Delayed`` tasks, at most ``per_batch`` at a time, with one progress bar.
+
+    On a distributed scheduler the window slides (a new task is submitted as each one
+    finishes, so no worker waits for a batch's last task); local schedulers run batches.
 
     Parameters
     ----------
@@ -367,8 +370,8 @@ def run_tasks(
     desc
         Progress bar label.
     per_batch
-        Tasks per graph (default: all in one graph). Batches of neighbouring tiles bound the
-        memory of work whose tasks share inputs.
+        Tasks in flight (default: all). Neighbouring tiles in flight together share their
+        inputs; a bound keeps memory independent of the number of tasks.
     retries
         Retries of a failed task on a distributed scheduler (a lost worker).
     on_result
@@ -379,29 +382,43 @@ def run_tasks(
     if not tasks:
         return
     size = per_batch or len(tasks)
-    batches = [list(tasks[k : k + size]) for k in range(0, len(tasks), size)]
     with tqdm(
         total=len(tasks), desc=desc, unit="task", disable=not session.options.progress
     ) as bar:
-        for batch in batches:
-            if session.client is not None:
-                _run_distributed(session.client, batch, bar, retries, on_result)
-            else:
-                _run_local(session, batch, bar, on_result)
+        if session.client is not None:
+            _run_distributed(session.client, list(tasks), size, bar, retries, on_result)
+            return
+        for k in range(0, len(tasks), size):
+            _run_local(session, list(tasks[k : k + size]), bar, on_result)
 
 
 def _run_distributed(
-    client: Any, batch: list[Any], bar: Any, retries: int, on_result: Callable[[Any], None] | None
+    client: Any,
+    tasks: list[Any],
+    size: int,
+    bar: Any,
+    retries: int,
+    on_result: Callable[[Any], None] | None,
 ) -> None:
     from distributed import as_completed
 
-    futures = client.compute(batch, retries=retries or None)
+    def submit(task: Any) -> Any:
+        return client.compute(task, retries=retries or None)
+
+    futures = [submit(t) for t in tasks[:size]]
+    todo = iter(tasks[size:])
+    running = as_completed(futures)
     try:
-        for fut in as_completed(futures):
+        for fut in running:
             res = fut.result()
             if on_result is not None:
                 on_result(res)
             bar.update(1)
+            nxt = next(todo, None)
+            if nxt is not None:
+                new = submit(nxt)
+                futures.append(new)
+                running.add(new)
     finally:
         client.cancel(futures)
 
