@@ -194,12 +194,13 @@ def evaluate(
     SegmentationMetrics
     """
     dev = resolve_device(device)
-    source = CubeSource(cube)
+    model, ckpt = load_model(checkpoint, map_location=dev)
+    # the checkpoint's bands, by name, normalised with the checkpoint's statistics (as predict)
+    source = CubeSource(cube, bands=ckpt["bands"], stats=(ckpt["mean"], ckpt["std"]))
     if not isinstance(split, PatchSplit):
         p = Path(split)
         split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
     split.check_cube(source)
-    model, ckpt = load_model(checkpoint, map_location=dev, bands=source.bands)
     ds = PatchDataset(source, split.subset(subset), split.patch_size)
     if len(ds) == 0:
         raise ValueError(f"the split has no {subset!r} patches")
