@@ -15,8 +15,9 @@ lakes     water                        glacial lakes and other open water
 
 Each polygon is one 4-connected component of the group's pixels (holes kept), traced along
 pixel edges with :func:`rasterio.features.shapes`, with attributes ``area_km2`` (polygon area;
-equal to pixel count x pixel area), ``n_pixels`` and ``mean_confidence`` (mean over the
-component's pixels of the summed probability of the group's classes).
+equal to pixel count x pixel area), ``n_pixels``, ``mean_confidence`` and ``min_confidence``
+(mean and minimum over the component's pixels of the summed probability of the group's
+classes).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def export_polygons(
     mosaic: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    groups: Mapping[str, Sequence[str]] = OUTLINE_GROUPS,
+    groups: Mapping[str, Sequence[str]] | None = None,
     min_area_km2: float = 0.0,
     overwrite: bool = False,
 ) -> Path:
@@ -161,7 +162,9 @@ def export_polygons(
     out
         Output ``.gpkg`` path; one layer per entry of ``groups``.
     groups
-        Layer name -> class names merged into that layer (default :data:`OUTLINE_GROUPS`).
+        Layer name -> class names merged into that layer (default: the layers of
+        :data:`OUTLINE_GROUPS` whose classes the mosaic's class scheme has, and a ``glacier``
+        layer for a scheme with a ``glacier`` class).
     min_area_km2
         Drop polygons smaller than this.
     overwrite
@@ -171,7 +174,8 @@ def export_polygons(
     -------
     pathlib.Path
         ``out``. Every layer has columns ``class_group``, ``area_km2``, ``n_pixels``,
-        ``mean_confidence`` and a polygon geometry in the mosaic's CRS (possibly empty).
+        ``mean_confidence``, ``min_confidence`` and a polygon geometry in the mosaic's CRS
+        (possibly empty).
 
     Notes
     -----
@@ -194,6 +198,11 @@ def export_polygons(
     classes = ds["classes"].values
     pixel_km2 = grid.resolution**2 / 1e6
     scale = float(ds.attrs.get("probability_scale", 1 / 255))
+    if groups is None:
+        have = {str(c["name"]) for c in table}
+        groups = {k: v for k, v in OUTLINE_GROUPS.items() if set(v) <= have}
+        if "glacier" in have:
+            groups = {"glacier": ("glacier",), **groups}
     layers = {}
     for layer, names in groups.items():
         ids = _group_ids(table, names)
@@ -203,6 +212,7 @@ def export_polygons(
         idx = np.arange(1, n + 1)
         counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
         mean_conf = np.asarray(ndimage.mean(conf, labels, idx)) if n else np.zeros(0)
+        min_conf = np.asarray(ndimage.minimum(conf, labels, idx)) if n else np.zeros(0)
         geoms, values = [], []
         if n:
             for geom, value in rasterio.features.shapes(
@@ -217,6 +227,7 @@ def export_polygons(
                 "area_km2": [g.area / 1e6 for g in geoms],
                 "n_pixels": counts[vals - 1] if len(vals) else np.zeros(0, np.int64),
                 "mean_confidence": mean_conf[vals - 1] if len(vals) else np.zeros(0),
+                "min_confidence": min_conf[vals - 1] if len(vals) else np.zeros(0),
             },
             geometry=geoms,
             crs=grid.crs,
