@@ -55,6 +55,7 @@ from cryonet.data import (
 )
 from cryonet.metrics import ConfusionMatrix, SegmentationMetrics
 from glacierstack.classes import CLASS_NAMES, NODATA_LABEL, NUM_CLASSES
+from glacierstack.provenance import location_ref
 
 __all__ = [
     "TrainConfig",
@@ -593,9 +594,10 @@ def train(
     std_used = np.where(source.std > 0, source.std, 1.0)
 
     def checkpoint(path: Path, epoch: int, metrics: Mapping[str, Any]) -> None:
+        extra = {"config": config.to_dict(), "cube": location_ref(cube)}
         save_checkpoint(
             path, model, bands=source.bands, mean=source.mean, std=std_used,
-            epoch=epoch, metrics=metrics, extra={"config": config.to_dict(), "cube": str(cube)},
+            epoch=epoch, metrics=metrics, extra=extra,
         )  # fmt: skip
 
     def save_last(epoch: int, step: int, metrics: Mapping[str, Any]) -> None:
@@ -714,7 +716,7 @@ def train(
             checkpoint(best_path, epoch + 1, {**metrics, "selected_by": "val_miou"})
         save_last(epoch + 1, 0, metrics)
         if dist.main:
-            _write_logs(run, history, {"best_val_miou": best_miou, "cube": str(cube)})
+            _write_logs(run, history, {"best_val_miou": best_miou, "cube": location_ref(cube)})
     if dist.main and history:
         _plot_curves(history, run / "curves.png")
     if dist.main and config.calibrate and len(val_ds) and best_path.exists():

@@ -19,6 +19,7 @@ from glacierstack import storage
 from glacierstack.grid import Grid
 from glacierstack.labels import LabelRules, Outlines, make_labels
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
+from glacierstack.provenance import location_ref
 from glacierstack.runner import RunnerOptions, dask_session
 from glacierstack.store import write_cube
 
@@ -326,8 +327,8 @@ def build_cube(
             chunks=chunk_size,
         )
         attrs = {
-            "catalog": str(source.source) if not isinstance(source, Mapping) else {
-                k: str(v) for k, v in source.items()
+            "catalog": location_ref(source.source) if not isinstance(source, Mapping) else {
+                k: location_ref(v) for k, v in source.items()
             },
             "datetime": datetime or "",
             "bbox": list(bbox) if bbox is not None else None,
