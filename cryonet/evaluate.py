@@ -30,8 +30,9 @@ from cryonet.data import (
     PatchSplit,
     batch_loader,
 )
+from cryonet.engine import evaluate_loader, resolve_device
 from cryonet.metrics import SegmentationMetrics
-from cryonet.train import TrainConfig, _resolve_device, evaluate_loader, train
+from cryonet.train import TrainConfig, train
 from glacierstack.classes import CLASSES, NODATA_LABEL, NUM_CLASSES
 
 __all__ = [
@@ -192,7 +193,7 @@ def evaluate(
     -------
     SegmentationMetrics
     """
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     source = CubeSource(cube)
     if not isinstance(split, PatchSplit):
         p = Path(split)

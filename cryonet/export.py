@@ -15,8 +15,9 @@ water     water                        glacial lakes and other open water
 
 Each polygon is one 4-connected component of the group's pixels (holes kept), traced along
 pixel edges with :func:`rasterio.features.shapes`, with attributes ``area_km2`` (polygon area;
-equal to pixel count x pixel area), ``n_pixels`` and ``mean_confidence`` (mean over the
-component's pixels of the summed probability of the group's classes).
+equal to pixel count x pixel area), ``n_pixels``, ``mean_confidence`` and ``min_confidence``
+(mean and minimum over the component's pixels of the summed probability of the group's
+classes).
 """
 
 from __future__ import annotations
@@ -217,7 +218,8 @@ def export_polygons(
     -------
     pathlib.Path
         ``out``. Every layer has columns ``class_group``, ``area_km2``, ``n_pixels``,
-        ``mean_confidence`` and a polygon geometry in the mosaic's CRS (possibly empty).
+        ``mean_confidence``, ``min_confidence`` and a polygon geometry in the mosaic's CRS
+        (possibly empty).
 
     Notes
     -----
@@ -249,6 +251,7 @@ def export_polygons(
         idx = np.arange(1, n + 1)
         counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
         mean_conf = np.asarray(ndimage.mean(conf, labels, idx)) if n else np.zeros(0)
+        min_conf = np.asarray(ndimage.minimum(conf, labels, idx)) if n else np.zeros(0)
         geoms, values = [], []
         if n:
             for geom, value in rasterio.features.shapes(
@@ -263,6 +266,7 @@ def export_polygons(
                 "area_km2": [g.area / 1e6 for g in geoms],
                 "n_pixels": counts[vals - 1] if len(vals) else np.zeros(0, np.int64),
                 "mean_confidence": mean_conf[vals - 1] if len(vals) else np.zeros(0),
+                "min_confidence": min_conf[vals - 1] if len(vals) else np.zeros(0),
             },
             geometry=geoms,
             crs=grid.crs,

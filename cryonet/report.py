@@ -538,9 +538,9 @@ def build_demo_report(
             Section(
                 "Training (CPU preset)",
                 text=(
-                    f"Recipe: {recipe}. {tr.get('epochs')} epochs run; best validation mIoU "
-                    f"{100 * float(tr.get('best_val_miou', float('nan'))):.2f} %. "
-                    f"Checkpoint: `{tr['outputs']['checkpoint']}`."
+                    f"Recipe: {recipe}. {tr.get('epochs')} epochs run; "
+                    + _best_val_text(tr.get("best_val_miou"))
+                    + f" Checkpoint: `{tr['outputs']['checkpoint']}`."
                 ),
                 figures=(Figure(curves, "Training curves"),) if curves and curves.exists() else (),
             )
@@ -678,3 +678,10 @@ def build_demo_report(
         out / "report.md", "glacierstack + cryonet demo report", sections, html=html
     )
     return path
+
+
+def _best_val_text(miou: float | None) -> str:
+    """Sentence on the best validation mIoU (none measured without validation patches)."""
+    if miou is None:
+        return "no validation patches, so the last epoch is kept."
+    return f"best validation mIoU {100 * float(miou):.2f} %."

@@ -249,7 +249,7 @@ def finetune(
         class_weights,
         make_split,
     )
-    from cryonet.train import evaluate_loader
+    from cryonet.engine import evaluate_loader
 
     cfg = config or FinetuneConfig()
     if iterations is not None:

@@ -184,18 +184,6 @@ def _apply_settings(torch_threads: int | None, gdal_env: Sequence[tuple[str, str
     warm_kernels()
 
 
-@dataclass(frozen=True)
-class _Settings:
-    torch_threads: int | None
-    gdal_env: tuple[tuple[str, str], ...]
-
-
-def _process_initializer(settings: _Settings) -> Callable[[], None]:
-    import functools
-
-    return functools.partial(_apply_settings, settings.torch_threads, settings.gdal_env)
-
-
 try:
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
 except ImportError:  # pragma: no cover - distributed is a dependency
@@ -256,12 +244,16 @@ class DaskSession:
         Pool size of the local scheduler (None: Dask's default).
     options
         The options the session was opened with.
+    pool
+        The process pool of the ``processes`` scheduler: started once per session (worker
+        settings applied by its initializer), so each compute does not spawn new processes.
     """
 
     client: Any | None
     local: str = "threads"
     num_workers: int | None = None
     options: RunnerOptions = field(default_factory=RunnerOptions)
+    pool: Any = None
 
     def parallelism(self) -> int:
         """Return the number of tasks that can run at once."""
@@ -281,9 +273,8 @@ class DaskSession:
         kw: dict[str, Any] = {"scheduler": self.local}
         if self.local != "sync" and self.num_workers:
             kw["num_workers"] = self.num_workers
-        if self.local == "processes":
-            settings = _Settings(self.options.torch_threads, self.options.gdal_env)
-            kw["initializer"] = _process_initializer(settings)
+        if self.pool is not None:
+            kw["pool"] = self.pool
         return kw
 
 
@@ -356,11 +347,24 @@ def ensure_session(runner: RunnerOptions | DaskSession | None) -> Iterator[DaskS
 def _local(sched: Scheduler, opts: RunnerOptions) -> Iterator[DaskSession]:
     name = {"threads": "threads", "processes": "processes", "synchronous": "sync"}[sched.kind]
     saved = dict(os.environ)
+    pool = None
     try:
-        if name != "processes":
+        if name == "processes":
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(
+                max_workers=opts.threads or os.cpu_count() or 1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_apply_settings,
+                initargs=(opts.torch_threads, opts.gdal_env),
+            )
+        else:
             _apply_settings(opts.torch_threads, opts.gdal_env)
-        yield DaskSession(None, name, opts.threads, opts)
+        yield DaskSession(None, name, opts.threads, opts, pool)
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         os.environ.clear()
         os.environ.update(saved)
 

@@ -9,6 +9,9 @@ import typer
 
 from cryonet.cli import app
 
+TTA_HELP = "Test-time augmentation: 'all' (8 flips/rotations, ~8x the time) or codes, e.g. 0,4."
+ENSEMBLE_HELP = "Another checkpoint (same bands/classes) to average with; repeat the option."
+
 
 @app.command()
 def predict(
@@ -36,8 +39,14 @@ def predict(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing mosaic.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    tta: Annotated[str | None, typer.Option(help=TTA_HELP)] = None,
+    ensemble: Annotated[list[Path] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
 ) -> None:
-    """Predict a whole cube in overlapping, Hann-blended tiles into a Zarr mosaic."""
+    """Predict a whole cube in overlapping, Hann-blended tiles into a Zarr mosaic.
+
+    The mosaic holds the class map, the class probabilities and per-pixel confidence
+    (maximum probability, normalised entropy), all calibrated by the checkpoint's temperature.
+    """
     from cryonet.infer import predict as run
 
     if scheduler is not None and workers is not None:
@@ -58,6 +67,8 @@ def predict(
         torch_threads=torch_threads,
         overwrite=overwrite,
         progress=progress,
+        ensemble=list(ensemble or []),
+        tta=tta,
     )
     typer.echo(str(path))
 

@@ -65,7 +65,9 @@ def train(
     if model is not None and encoder is None:
         cfg = replace(cfg, encoder=None)  # the model's/preset's default encoder
     result = run(cube, out, cfg, split=split_file, resume=resume, progress=progress)
-    typer.echo(f"best checkpoint: {result.best_checkpoint} (val mIoU {result.best_val_miou:.4f})")
+    miou = result.best_val_miou
+    score = "no validation patches" if miou is None else f"val mIoU {miou:.4f}"
+    typer.echo(f"best checkpoint: {result.best_checkpoint} ({score})")
 
 
 @app.command()

@@ -27,7 +27,20 @@ from glacierstack.classes import NODATA_LABEL
 from glacierstack.georef import georeference, uint8_layer_attrs
 from glacierstack.grid import Grid
 
-__all__ = ["DONE", "create_store", "done_markers", "finalise_store", "open_mosaic"]
+__all__ = [
+    "CONFIDENCE_LAYERS",
+    "DONE",
+    "create_store",
+    "done_markers",
+    "finalise_store",
+    "open_mosaic",
+]
+
+CONFIDENCE_LAYERS: dict[str, str] = {
+    "confidence": "maximum class probability",
+    "entropy": "normalised entropy of the class probabilities (0 certain, 1 uniform)",
+}
+"""Per-pixel confidence layers written with every mosaic (uint8, ``/ 255``; 0 where no input)."""
 
 DONE = "_progress/done"
 """Per-chunk done markers, in a sub-group that ``xarray.open_zarr`` does not list."""
@@ -57,6 +70,10 @@ def create_store(
                 ("class", "y", "x"),
                 da.zeros((k, h, w), dtype=np.uint8, chunks=(k, chunk_size, chunk_size)),
             ),
+            **{
+                name: (("y", "x"), da.zeros((h, w), dtype=np.uint8, chunks=chunk_size))
+                for name in CONFIDENCE_LAYERS
+            },
         },
         coords={"class": names, **grid.coords()},
         attrs=attrs,
@@ -70,7 +87,11 @@ def create_store(
             "units": "1",
         }
     )
-    for v in ("classes", "probabilities"):
+    for name, long_name in CONFIDENCE_LAYERS.items():
+        ds[name].attrs.update(
+            {"long_name": f"{long_name} x 255", "scale": 1.0 / PROBABILITY_SCALE, "units": "1"}
+        )
+    for v in ("classes", "probabilities", *CONFIDENCE_LAYERS):
         ds[v].encoding.update({"chunks": ds[v].data.chunksize, "_FillValue": None})
     ds.to_zarr(out, mode="w", compute=False, consolidated=False, zarr_format=2)
     g = zarr.open_group(out, mode="r+").require_group(DONE.split("/")[0])

@@ -16,7 +16,7 @@ import zarr
 from cryonet.infer.blend import PROBABILITY_SCALE
 from cryonet.infer.mosaic import create_store, done_markers, finalise_store
 from cryonet.infer.schedule import LOCAL_SCHEDULERS, active_client_or, check_scheduler, execute
-from cryonet.infer.sources import CheckpointModel, LoadedModel, ModelSource, load_cached
+from cryonet.infer.sources import LoadedModel, ModelSource, load_cached
 from cryonet.infer.task import ChunkJob
 from cryonet.infer.tiling import TilingOptions, chunk_plan, default_chunk_size
 from glacierstack.classes import NODATA_LABEL
@@ -42,6 +42,8 @@ def predict(
     torch_threads: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    ensemble: Sequence[str | Path | ModelSource] = (),
+    tta: str | Sequence[int] | None = None,
 ) -> Path:
     """Map a whole cube with a trained model into a Zarr mosaic.
 
@@ -77,18 +79,26 @@ def predict(
         Replace an existing store instead of resuming it.
     progress
         Show a progress bar over chunks.
+    ensemble
+        More checkpoints (same bands and classes, e.g. other seeds or folds) whose
+        probabilities are averaged with ``checkpoint``'s (:mod:`cryonet.infer.ensemble`).
+    tta
+        Test-time augmentation: ``"all"`` (the 8 dihedral transforms), codes such as
+        ``"0,4"`` or ``(0, 1, 2, 3)``, or ``None`` (none). Costs one forward pass per
+        transform and member.
 
     Returns
     -------
     pathlib.Path
         The completed store: ``classes`` uint8 ``(y, x)`` (255 = no input), ``probabilities``
-        uint8 ``(class, y, x)`` scaled by 255, ``spatial_ref``, attrs ``grid``, ``classes``,
-        ``bands``, ``provenance``, ``complete``.
+        uint8 ``(class, y, x)`` scaled by 255, ``confidence`` (maximum probability) and
+        ``entropy`` (normalised entropy) uint8 ``(y, x)`` scaled by 255, ``spatial_ref``,
+        attrs ``grid``, ``classes``, ``bands``, ``provenance``, ``complete``.
     """
+    from cryonet.infer.ensemble import model_source
+
     tiling = TilingOptions(tile_size, overlap, batch_size, device, amp)
-    source: ModelSource = (
-        checkpoint if isinstance(checkpoint, ModelSource) else CheckpointModel(Path(checkpoint))
-    )
+    source = model_source(checkpoint, ensemble, tta)
     cube, out = Path(cube).expanduser().resolve(), Path(out).expanduser().resolve()
     ds = _open_cube(cube)
     if "grid" not in ds.attrs:
@@ -170,7 +180,8 @@ def _run_signature(
     The cube is identified by its name and build (fingerprint, creation time), not by its
     local path: no output records one, and a moved cube still resumes.
     """
-    model_id = source.sha256() if isinstance(source, CheckpointModel) else source.cache_key
+    sha = getattr(source, "sha256", None)
+    model_id = sha() if callable(sha) else source.cache_key
     build = ds.attrs.get("_build") or {}
     return {
         "model": model_id,

@@ -51,6 +51,9 @@ class LoadedModel:
         Class table (list of dicts with at least ``id`` and ``name``), ``K`` entries.
     meta
         Provenance to record in the mosaic (model config, epoch, checkpoint hash, ...).
+    temperature
+        Softmax temperature (logits are divided by it; from the checkpoint's
+        ``calibration``, :mod:`cryonet.calibration`).
     """
 
     module: Callable[[torch.Tensor], torch.Tensor]
@@ -59,8 +62,11 @@ class LoadedModel:
     std: np.ndarray
     classes: list[dict[str, Any]] = field(default_factory=class_table)
     meta: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be positive and finite, got {self.temperature}")
         mean = np.asarray(self.mean, dtype=np.float64).reshape(-1)
         std = np.asarray(self.std, dtype=np.float64).reshape(-1)
         n = len(self.bands)
@@ -124,6 +130,7 @@ class CheckpointModel:
 
     def load(self, device: torch.device) -> LoadedModel:
         """Load with ``cryonet.checkpoint.load_model`` (``weights_only=True``)."""
+        from cryonet.calibration import checkpoint_temperature
         from cryonet.checkpoint import load_model
 
         module, meta = load_model(self.path, map_location=device)
@@ -138,7 +145,9 @@ class CheckpointModel:
                 "model": meta.get("model"),
                 "epoch": meta.get("epoch"),
                 "software": meta.get("software"),
+                "calibration": meta.get("calibration"),
             },
+            temperature=checkpoint_temperature(meta),
         )
 
 
@@ -166,6 +175,8 @@ def model_fingerprint(model: LoadedModel) -> str | None:
     h.update(np.ascontiguousarray(model.mean, dtype=np.float64).tobytes())
     h.update(np.ascontiguousarray(model.std, dtype=np.float64).tobytes())
     h.update(json.dumps(model.classes, sort_keys=True, default=str).encode())
+    if model.temperature != 1.0:  # (so fingerprints of uncalibrated models stay as they were)
+        h.update(f"temperature:{model.temperature!r}".encode())
     return h.hexdigest()
 
 
@@ -212,6 +223,7 @@ class InMemoryModel:
             self.model.std,
             self.model.classes,
             self.model.meta,
+            self.model.temperature,
         )
 
 

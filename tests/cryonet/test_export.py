@@ -106,6 +106,7 @@ def test_polygon_areas_match_pixel_counts(mosaic, tmp_path: Path) -> None:
             assert k > 0
             np.testing.assert_allclose(row["area_km2"], (comp == k).sum() * pix_km2, rtol=1e-9)
             np.testing.assert_allclose(row["mean_confidence"], conf[comp == k].mean(), rtol=1e-6)
+            np.testing.assert_allclose(row["min_confidence"], conf[comp == k].min(), rtol=1e-6)
     glacier = gpd.read_file(gpkg, layer="glacier")
     assert len(glacier) == 2 and max(len(g.interiors) for g in glacier.geometry) == 1
     assert 0.5 < glacier["mean_confidence"].min() < 1.0

@@ -76,3 +76,28 @@ def test_predict_and_export_from_checkpoint(tmp_path: Path) -> None:
     with rasterio.open(tmp_path / "c.tif") as src:
         assert np.array_equal(src.read(1), ds["classes"].values)
     assert (tmp_path / "o.gpkg").is_file()
+
+    # --ensemble and --tta through the CLI, with a calibrated member (temperature 2)
+    import shutil
+
+    from cryonet.calibration import Calibration, store_calibration
+    from cryonet.infer import AveragedModule
+
+    hot = shutil.copy(ckpt, tmp_path / "hot.pt")
+    store_calibration(hot, Calibration(2.0, 0.0, 0.0, 0.0, 0.0, 1))
+    out2 = tmp_path / "map_tta.zarr"
+    res = runner.invoke(
+        app,
+        ["predict", "--checkpoint", str(ckpt), "--ensemble", str(hot), "--tta", "0,4",
+         "--cube", str(cube), "--out", str(out2), "--tile-size", "64", "--overlap", "16",
+         "--chunk-size", "48", "--device", "cpu", "--no-progress"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    ref2, _ = predict_array(
+        feats,
+        LoadedModel(AveragedModule([model, model], [1.0, 2.0], (0, 4)), tuple(BANDS), mean, std),
+        TilingOptions(64, 16, device="cpu"),
+    )
+    got2 = np.asarray(zarr.open_group(out2)["probabilities"][:]) / 255.0
+    assert np.abs(got2 - ref2).max() <= 0.5 / 255 + 1e-4
+    assert np.abs(got2 - got).max() > 2 / 255  # TTA + temperature changed the probabilities
