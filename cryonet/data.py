@@ -321,9 +321,9 @@ def make_split(source: CubeSource, config: SplitConfig = SplitConfig()) -> Patch
     train windows sharing pixels with a val window, are then dropped, so no pixel is in two
     subsets (this only removes windows when ``overlap > 0`` or blocks cut through windows).
     """
-    if not 0 < config.test_fraction < 1 or not 0 <= config.val_fraction < 1 - config.test_fraction:
+    if not 0 <= config.test_fraction < 1 or not 0 <= config.val_fraction < 1 - config.test_fraction:
         raise ValueError(
-            f"need 0 < test_fraction < 1 and 0 <= val_fraction < 1 - test_fraction, got "
+            f"need 0 <= test_fraction < 1 and 0 <= val_fraction < 1 - test_fraction, got "
             f"test_fraction={config.test_fraction}, val_fraction={config.val_fraction}"
         )
     size = config.patch_size
@@ -338,7 +338,7 @@ def make_split(source: CubeSource, config: SplitConfig = SplitConfig()) -> Patch
             f"labelled {size}-px patches; use a smaller patch_size"
         )
     rng = np.random.default_rng(config.seed)
-    n_test = max(1, round(config.test_fraction * n))
+    n_test = max(1, round(config.test_fraction * n)) if config.test_fraction > 0 else 0
     n_val = round(config.val_fraction * n)
     if config.method == "random":
         order = rng.permutation(n)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cryonet.calibration import checkpoint_temperature
 from cryonet.checkpoint import load_model
 from cryonet.data import (
     SPLIT_FILE,
@@ -164,6 +165,8 @@ def evaluate(
     device: str = "auto",
     amp: bool = True,
     dedupe: bool = True,
+    ensemble: Sequence[str | os.PathLike[str]] = (),
+    tta: str | Sequence[int] | None = None,
 ) -> SegmentationMetrics:
     """Evaluate a checkpoint on one subset of a split.
 
@@ -188,6 +191,13 @@ def evaluate(
     dedupe
         Count every pixel once when windows overlap (the prediction of the first window in
         split order that holds it); without overlap this changes nothing.
+    ensemble, tta
+        Average with more checkpoints and/or over dihedral transforms, exactly as
+        :func:`cryonet.infer.predict` does (:mod:`cryonet.infer.ensemble`).
+
+    With ``out``, also ``calibration.json`` and ``reliability.png``: the expected calibration
+    error on the same pixels before (``T = 1``) and after the checkpoint's temperature
+    (:func:`cryonet.calibration.calibration_report`).
 
     Returns
     -------
@@ -200,6 +210,13 @@ def evaluate(
         split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
     split.check_cube(source)
     model, ckpt = load_model(checkpoint, map_location=dev, bands=source.bands)
+    label = name or str(ckpt["model"].get("name", "model"))
+    temperature = checkpoint_temperature(ckpt)
+    from cryonet.infer.ensemble import model_source, parse_tta
+
+    if ensemble or parse_tta(tta) != (0,):  # probabilities averaged (and calibrated) inside
+        model = model_source(checkpoint, [Path(p) for p in ensemble], tta).load(dev).module
+        temperature = 1.0
     ds = PatchDataset(source, split.subset(subset), split.patch_size)
     if len(ds) == 0:
         raise ValueError(f"the split has no {subset!r} patches")
@@ -225,10 +242,18 @@ def evaluate(
         model, loader, dev, num_classes=NUM_CLASSES, amp=amp, target_hook=hook
     )
     if out is not None:
+        from cryonet.calibration import calibration_report
         from cryonet.report import plot_confusion_matrix
 
-        label = name or str(ckpt["model"].get("name", "model"))
         write_tables({label: metrics}, out)
+        calibration_report(
+            model,
+            batch_loader(ds, PatchSampler(len(ds), shuffle=False, equal_shards=False), batch_size),
+            dev,
+            temperature,
+            out,
+            title=f"{label}: reliability ({subset} patches)",
+        )
         plot_confusion_matrix(
             metrics.confusion,
             Path(out) / "confusion_matrix.png",
@@ -302,8 +327,9 @@ def compare(
         split.to_json(split_path)
     seed_list = list(seeds) if seeds else [config.seed]
     per_seed: dict[str, list[SegmentationMetrics]] = {}
-    for name in models:
-        for seed in seed_list:
+    # seed-major: an interrupted comparison has every model at the seeds it finished
+    for seed in seed_list:
+        for name in models:
             run = out / name if len(seed_list) == 1 else out / name / f"seed{seed}"
             cfg = replace(
                 config,

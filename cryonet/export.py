@@ -195,7 +195,7 @@ def export_polygons(
     mosaic: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    groups: Mapping[str, Sequence[str]] = OUTLINE_GROUPS,
+    groups: Mapping[str, Sequence[str]] | None = None,
     min_area_km2: float = 0.0,
     overwrite: bool = False,
 ) -> Path:
@@ -208,7 +208,9 @@ def export_polygons(
     out
         Output ``.gpkg`` path; one layer per entry of ``groups``.
     groups
-        Layer name -> class names merged into that layer (default :data:`OUTLINE_GROUPS`).
+        Layer name -> class names merged into that layer (default: the layers of
+        :data:`OUTLINE_GROUPS` whose classes the mosaic's class scheme has, and a ``glacier``
+        layer for a scheme with a ``glacier`` class).
     min_area_km2
         Drop polygons smaller than this.
     overwrite
@@ -242,6 +244,11 @@ def export_polygons(
     classes = ds["classes"].values
     pixel_km2 = grid.resolution**2 / 1e6
     scale = float(ds.attrs.get("probability_scale", 1 / 255))
+    if groups is None:
+        have = {str(c["name"]) for c in table}
+        groups = {k: v for k, v in OUTLINE_GROUPS.items() if set(v) <= have}
+        if "glacier" in have:
+            groups = {"glacier": ("glacier",), **groups}
     layers = {}
     for layer, names in groups.items():
         ids = _group_ids(table, names)

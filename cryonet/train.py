@@ -399,8 +399,10 @@ class _Run:
         std_used = np.where(self.source.std > 0, self.source.std, 1.0)
         save_checkpoint(
             self.dir / name, self.model, bands=self.source.bands, mean=self.source.mean,
-            std=std_used, epoch=epoch, metrics=metrics,
-            extra={"config": self.config.to_dict(), "cube": location_ref(self.cube)},
+            std=std_used, epoch=epoch, metrics=metrics, classes=self.source.classes or None,
+            extra={"config": self.config.to_dict(), "cube": location_ref(self.cube),
+                   "class_scheme": self.source.attrs.get("class_scheme", {"name": "cryonet5"}),
+                   "sensor": self.source.attrs.get("sensor", "")},
         )  # fmt: skip
 
     def save_resume(
@@ -477,11 +479,12 @@ def _setup(
 
     source = CubeSource(cube, cache=config.cache)
     sp = _prepare_split(run, source, config, split, dist.main)
-    counts = class_counts(source, sp.subset("train"), sp.patch_size, NUM_CLASSES)
+    n_cls = len(_class_names(source))  # the cube's class scheme (five classes by default)
+    counts = class_counts(source, sp.subset("train"), sp.patch_size, n_cls)
     weights = torch.as_tensor(class_weights(counts, config.class_weighting), device=device)
     seed_everything(config.seed)
     factory = model_factory or (lambda c, k: build_model(config, c, k))
-    model = factory(source.n_bands, NUM_CLASSES).to(device)
+    model = factory(source.n_bands, n_cls).to(device)
 
     train_ds = PatchDataset(source, sp.subset("train"), sp.patch_size)
     sampler = PatchSampler(
@@ -561,17 +564,24 @@ def _train_epoch(
     return train_loss
 
 
+def _class_names(source: CubeSource) -> tuple[str, ...]:
+    """Class names of the cube's class scheme (the five CryoNet classes for older cubes)."""
+    return tuple(str(c["name"]) for c in source.classes) or CLASS_NAMES
+
+
 def _validate(r: _Run) -> dict[str, float]:
     """Compute validation loss, mIoU, overall accuracy and per-class IoU (NaN without patches)."""
+    names = _class_names(r.source)
     if not len(r.val_ds):
         nan = float("nan")
         return {"val_loss": nan, "val_miou": nan, "val_overall_accuracy": nan} | {
-            f"val_iou_{k}": nan for k in CLASS_NAMES
+            f"val_iou_{k}": nan for k in names
         }
     m, loss = evaluate_loader(
-        r.model, r.val_loader, r.device, loss_fn=r.trainer.loss_fn, amp=r.config.amp
-    )
-    ious = dict(zip(CLASS_NAMES, m.iou.tolist(), strict=True))
+        r.model, r.val_loader, r.device, loss_fn=r.trainer.loss_fn, amp=r.config.amp,
+        num_classes=len(names), class_names=names,
+    )  # fmt: skip
+    ious = dict(zip(names, m.iou.tolist(), strict=True))
     return {"val_loss": loss, "val_miou": m.miou, "val_overall_accuracy": m.overall_accuracy} | {
         f"val_iou_{k}": v for k, v in ious.items()
     }

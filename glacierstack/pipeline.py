@@ -24,6 +24,7 @@ from glacierstack.labels import PRECEDENCE, LabelRules, Outlines, _polygons_in_c
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
 from glacierstack.provenance import location_ref
 from glacierstack.runner import RunnerOptions, dask_session
+from glacierstack.schemes import ClassScheme, get_scheme
 from glacierstack.stack import plan_reads, read_plan
 from glacierstack.store import write_cube
 from glacierstack.tiles import TilePlan, fit_pca_windows, needs_pca, tile_cube
@@ -191,6 +192,7 @@ def build_cube(
     glacier_outlines: Outlines | None = None,
     debris_outlines: Outlines | None = None,
     label_rules: LabelRules | None = None,
+    scheme: str | ClassScheme = "cryonet5",
     modalities: Sequence[str] | Mapping[str, Any] | None = None,
     feature_options: Mapping[str, Any] | None = None,
     chunk_size: int = 512,
@@ -224,6 +226,10 @@ def build_cube(
         Outline files or GeoDataFrames (any vector format and CRS). If both are None and the
         catalog has a ``synthetic-truth`` collection, its outline assets are used; otherwise
         the labels hold only background/water/vegetation (a warning says so).
+    scheme
+        Class scheme name (``cryonet5``, ``glacier``, ``ice-debris``), YAML file or
+        :class:`~glacierstack.schemes.ClassScheme`; the water/vegetation rules only run when
+        the scheme keeps a rule class (then green, red and NIR are needed).
     label_rules
         NDWI/NDVI thresholds and outline options (default
         :class:`~glacierstack.labels.LabelRules()`).
@@ -275,6 +281,7 @@ def build_cube(
     if grid is None:
         grid = Grid.from_bbox(bbox, bbox_crs=bbox_crs, resolution=resolution)  # type: ignore[arg-type]
     label_rules = label_rules or LabelRules()
+    scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
     options = FeatureOptions(**dict(feature_options or {}))
     skipped: dict[str, str] = {}
     if isinstance(catalog, Mapping):
@@ -290,7 +297,7 @@ def build_cube(
         names, mods, skipped = plan_layers(source, grid, datetime, layers, modalities)
 
     reads = plan_reads(source, grid, datetime, mods)
-    raw = _check_layers(reads, grid, names, options, source)
+    raw = _check_layers(reads, grid, names, options, source, bool(scheme.rule_classes))
     outline_source: dict[str, Any] = {}
     truth_item: list[str] = []
     if glacier_outlines is None and debris_outlines is None and truth_cat is not None:
@@ -322,11 +329,22 @@ def build_cube(
         "nodata_rule": "labels are 255 where any feature layer is NaN",
         "sensor": raw.attrs.get("sensor", ""),
         "skipped_layers": skipped,
+        "class_scheme": scheme.to_attrs(),
+        "classes": scheme.table(),
     }  # fmt: skip
     items = list(reads.item_ids) + truth_item
     # what decides whether an unfinished store may be resumed: the request, not derived values
     request = {
-        k: attrs[k] for k in ("catalog", "datetime", "bbox", "bbox_crs", "label_rules", "outlines")
+        k: attrs[k]
+        for k in (
+            "catalog",
+            "datetime",
+            "bbox",
+            "bbox_crs",
+            "label_rules",
+            "outlines",
+            "class_scheme",
+        )
     } | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
     with dask_session(runner or RunnerOptions(progress=progress)) as session:
         if needs_pca(names, options) and options.pca is None:
@@ -334,7 +352,7 @@ def build_cube(
             pca = fit_pca_windows(reads, grid, optical, PCASample(), session)
             options = replace(options, pca=pca)
         sensor = raw.attrs.get("sensor") or None
-        plan = TilePlan(reads, grid, names, options, label_rules, int(chunk_size), sensor)
+        plan = TilePlan(reads, grid, names, options, label_rules, int(chunk_size), sensor, scheme)
         feats, labels = tile_cube(plan, glacier, debris)
         attrs["feature_params"] = feats.attrs["feature_params"]
         return write_cube(
@@ -360,7 +378,9 @@ def _polygons(outlines: Outlines | None, grid: Grid, what: str) -> np.ndarray:
     return _polygons_in_crs(outlines, grid, what)
 
 
-def _check_layers(reads: Any, grid: Grid, names: tuple[str, ...], options: Any, source: Any) -> Any:
+def _check_layers(
+    reads: Any, grid: Grid, names: tuple[str, ...], options: Any, source: Any, rules: bool = True
+) -> Any:
     """Fail before any read if an input variable is missing; return the lazy raw dataset.
 
     Builds graphs only (nothing is read): the same checks the lazy API makes.
@@ -370,7 +390,7 @@ def _check_layers(reads: Any, grid: Grid, names: tuple[str, ...], options: Any, 
 
     raw = read_plan(reads, grid)
     missing = sorted({"B03", "B04", "B08"} - set(map(str, raw.data_vars)))
-    if missing:
+    if missing and rules:
         raise KeyError(
             f"the labels' water/vegetation rules need green, red and NIR (B03, B04, B08); "
             f"catalog {getattr(source, 'source', source)!r} lacks {missing}"

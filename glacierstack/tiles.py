@@ -41,6 +41,7 @@ from glacierstack.features import (
 from glacierstack.grid import Grid
 from glacierstack.labels import LabelRules, _burn, clip_to_block, compose_labels
 from glacierstack.layers import PCA_LAYERS
+from glacierstack.schemes import ClassScheme, map_labels
 from glacierstack.stack import ReadPlan, read_plan
 
 __all__ = ["TilePlan", "compute_tile", "fit_pca_windows", "needs_pca", "read_window", "tile_cube"]
@@ -75,6 +76,8 @@ class TilePlan:
     rules: LabelRules
     chunk_size: int
     sensor: str | None = None
+    scheme: ClassScheme | None = None
+    """Class scheme the labels are mapped onto (``None``: the five CryoNet classes)."""
 
     @property
     def halo(self) -> int:
@@ -167,7 +170,9 @@ def compute_tile(
             slice(cols.start - wx.start, cols.stop - wx.start))  # fmt: skip
     values = np.asarray(feats.values[(slice(None), *crop)], dtype=np.float32)
     names = list(plan.layers)
-    if {"NDWI", "NDVI"} <= set(names):
+    if plan.scheme is not None and not plan.scheme.rule_classes:
+        ndwi = ndvi = np.zeros(values.shape[1:], np.float32)  # no rule class: rules never fire
+    elif {"NDWI", "NDVI"} <= set(names):
         ndwi, ndvi = values[names.index("NDWI")], values[names.index("NDVI")]
     else:
         idx = compute_features(raw, ["NDWI", "NDVI"]).values[(slice(None), *crop)]
@@ -184,6 +189,8 @@ def compute_tile(
         valid,
         plan.rules,
     )
+    if plan.scheme is not None:
+        labels = map_labels(labels, plan.scheme)
     return np.concatenate([values, labels[None].astype(np.float32)])
 
 

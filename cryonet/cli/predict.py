@@ -18,8 +18,14 @@ def predict(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint file (.pt) from cryonet train.")],
     cube: Annotated[Path, typer.Option(help="Zarr feature cube holding the model's bands.")],
     out: Annotated[Path, typer.Option(help="Output Zarr mosaic (resumed if unfinished).")],
-    tile_size: Annotated[int, typer.Option(help="Tile side in pixels.")] = 256,
-    overlap: Annotated[int, typer.Option(help="Overlap of consecutive tiles in pixels.")] = 64,
+    tile_size: Annotated[
+        int | None,
+        typer.Option(help="Tile side in pixels (default: the checkpoint's training patch size)."),
+    ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(help="Overlap of consecutive tiles in pixels (default: a quarter tile)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 8,
     chunk_size: Annotated[
         int | None, typer.Option(help="Output chunk (task) side; default >= 1024, stride multiple.")
@@ -52,6 +58,12 @@ def predict(
     if scheduler is not None and workers is not None:
         raise typer.BadParameter("give either --scheduler or --workers, not both")
     sched = scheduler if scheduler is not None else ("local-cluster" if workers else None)
+    if tile_size is None or overlap is None:
+        from cryonet.areaeval import default_tiling
+
+        tile, ov = default_tiling(checkpoint)  # prediction follows training
+        tile_size = tile if tile_size is None else tile_size
+        overlap = (tile_size // 4 if tile_size != tile else ov) if overlap is None else overlap
     path = run(
         checkpoint,
         cube,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cryonet.cli import app
+from cryonet.cli.predict import ENSEMBLE_HELP, TTA_HELP
 
 _CONFIG_HELP = "Training config: a YAML file or a bundled preset ('paper', 'cpu')."
 
@@ -82,8 +83,14 @@ def evaluate(
     name: Annotated[str | None, typer.Option(help="Row name in the tables.")] = None,
     batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    tta: Annotated[str | None, typer.Option(help=TTA_HELP)] = None,
+    ensemble: Annotated[list[Path] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
 ) -> None:
-    """Evaluate a checkpoint on the test patches: paper Tables I-III and a confusion matrix."""
+    """Evaluate a checkpoint on the test patches: paper Tables I-III and a confusion matrix.
+
+    Also writes the expected calibration error before/after temperature scaling
+    (calibration.json) and a reliability diagram (reliability.png).
+    """
     from cryonet.evaluate import evaluate as run
 
     m = run(
@@ -95,6 +102,8 @@ def evaluate(
         name=name,
         batch_size=batch_size,
         device=device,
+        ensemble=list(ensemble or []),
+        tta=tta,
     )
     typer.echo(
         f"{subset}: mIoU {100 * m.miou:.2f} %, overall accuracy {100 * m.overall_accuracy:.2f} %"

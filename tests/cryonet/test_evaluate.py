@@ -55,6 +55,25 @@ def run(cmp):
     return cmp[0] / "segformer-tiny"
 
 
+def test_evaluate_ensemble_tta_and_calibration_report(cube, run, tmp_path):
+    ckpt_path = run / "checkpoints" / "best.pt"
+    one = evaluate(ckpt_path, cube, run, device="cpu")
+    # an ensemble of the same checkpoint twice is the checkpoint
+    two = evaluate(ckpt_path, cube, run, device="cpu", ensemble=[ckpt_path])
+    np.testing.assert_array_equal(two.confusion, one.confusion)
+    tta = evaluate(ckpt_path, cube, run, device="cpu", tta="all", out=tmp_path / "tta")
+    assert tta.total_pixels == one.total_pixels
+    # ECE before / after the checkpoint's temperature, and a reliability diagram
+    evaluate(ckpt_path, cube, run, device="cpu", out=tmp_path / "ev")
+    cal = json.loads((tmp_path / "ev" / "calibration.json").read_text())
+    stored = torch.load(ckpt_path, weights_only=True)["calibration"]["temperature"]
+    assert cal["temperature"] == pytest.approx(stored)
+    assert 0 <= cal["ece_calibrated"] <= 1 and cal["pixels"] == one.total_pixels
+    assert (tmp_path / "ev" / "reliability.png").stat().st_size > 1000
+    cal_tta = json.loads((tmp_path / "tta" / "calibration.json").read_text())
+    assert cal_tta["temperature"] == 1.0  # members are calibrated inside the average
+
+
 def test_evaluate_matches_an_independent_computation(cube, run, tmp_path):
     ckpt_path = run / "checkpoints" / "best.pt"
     m = evaluate(ckpt_path, cube, run, out=tmp_path / "ev", device="cpu")
