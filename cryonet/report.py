@@ -607,6 +607,16 @@ def build_demo_report(
             )
         )
 
+    # ---- calibrated confidence and area change
+    from cryonet.report_confidence import area_change_section, confidence_section
+
+    for extra in (
+        confidence_section(output("evaluate", "folder"), output("predict", "mosaic"), files),
+        area_change_section(output("areas", "folder"), records.get("areas")),
+    ):
+        if extra is not None:
+            sections.append(extra)
+
     # ---- importance
     imp_csv, imp_fig = output("importance", "csv"), output("importance", "figure")
     if imp_csv is not None and imp_csv.exists():

@@ -15,13 +15,14 @@ import zarr
 
 from cryonet.infer.blend import PROBABILITY_SCALE
 from cryonet.infer.mosaic import create_store, done_markers, finalise_store
-from cryonet.infer.schedule import LOCAL_SCHEDULERS, active_client_or, check_scheduler, execute
+from cryonet.infer.schedule import execute
 from cryonet.infer.sources import LoadedModel, ModelSource, load_cached
 from cryonet.infer.task import ChunkJob
 from cryonet.infer.tiling import TilingOptions, chunk_plan, default_chunk_size
 from glacierstack.classes import NODATA_LABEL
 from glacierstack.grid import Grid
 from glacierstack.provenance import location_ref
+from glacierstack.runner import DaskSession, RunnerOptions, dask_session, parse_scheduler
 
 __all__ = ["predict"]
 
@@ -38,8 +39,9 @@ def predict(
     chunk_size: int | None = None,
     amp: bool = False,
     scheduler: Any = None,
-    workers: int | None = None,
+    threads: int | None = None,
     torch_threads: int | None = None,
+    profile: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
     ensemble: Sequence[str | Path | ModelSource] = (),
@@ -63,18 +65,19 @@ def predict(
         Output chunk side in pixels (one Dask task each); default: the smallest multiple of
         the tile stride >= 1024. Memory per task grows with ``(chunk_size + tile_size)**2``.
     scheduler
-        ``None`` (the active ``distributed.Client`` if there is one, as for glacierstack
-        graphs; otherwise local threads), ``"threads"``, ``"synchronous"``, a
-        ``dask.distributed`` scheduler address (``"tcp://host:8786"``), or a
-        ``distributed.Client``.
-    workers
-        Threads for the local threaded scheduler (default 1: torch already uses every core),
-        or, with ``scheduler="local-cluster"``, the number of single-threaded worker processes
-        of a new ``LocalCluster``.
+        The vocabulary of :mod:`glacierstack.runner`: ``None`` (the active
+        ``distributed.Client`` if there is one, else local threads), ``"threads"``,
+        ``"processes"``, ``"synchronous"``, ``"local:N"`` (a new LocalCluster of N worker
+        processes), a scheduler address (``"tcp://host:8786"``), or a ``distributed.Client``.
+    threads
+        Threads per worker for ``local:N`` (default 1); the pool size for ``threads``
+        (default 1 here: torch already uses every core) and ``processes``.
     torch_threads
         Torch intra-op threads in each process running tasks (``torch.set_num_threads``).
         Default: unchanged for the local schedulers and an existing cluster (Dask workers
-        start with one thread), ``cores // workers`` for a cluster started here.
+        start with one thread), ``cores // (N * threads)`` for a ``local:N`` cluster.
+    profile
+        Write Dask's performance report of the run to this HTML file (distributed only).
     overwrite
         Replace an existing store instead of resuming it.
     progress
@@ -105,9 +108,42 @@ def predict(
         raise ValueError(f"cube {cube} has no 'grid' attribute (glacierstack.store layout)")
     grid = Grid.from_attrs(ds.attrs["grid"])
     cube_bands = [str(b) for b in ds["band"].values]
-    scheduler = active_client_or(scheduler)
-    check_scheduler(scheduler)
-    local = scheduler in LOCAL_SCHEDULERS
+    runner = _runner(scheduler, threads, torch_threads, profile, progress)
+    with dask_session(runner) as session:
+        return _predict(
+            source, cube, out, ds, grid, cube_bands, tiling, chunk_size, overwrite, session
+        )
+
+
+def _runner(
+    scheduler: Any, threads: int | None, torch_threads: int | None, profile: Any, progress: bool
+) -> RunnerOptions:
+    """Runner options of a prediction: one chunk at a time on local threads by default."""
+    kind = parse_scheduler(scheduler).kind if isinstance(scheduler, str | None) else "client"
+    local_threads = kind in ("threads", "active", "synchronous")
+    return RunnerOptions(
+        scheduler=scheduler,
+        threads=threads if threads is not None else (1 if local_threads else None),
+        torch_threads=torch_threads,
+        profile=str(profile) if profile is not None else None,
+        progress=progress,
+        warm_kernels=False,
+    )
+
+
+def _predict(
+    source: ModelSource,
+    cube: Path,
+    out: Path,
+    ds: xr.Dataset,
+    grid: Grid,
+    cube_bands: list[str],
+    tiling: TilingOptions,
+    chunk_size: int | None,
+    overwrite: bool,
+    session: DaskSession,
+) -> Path:
+    local = session.client is None
     # the client process needs the model's bands/classes; it only keeps a GPU copy if it runs
     # the tasks itself
     model = load_cached(source, tiling.resolved_device() if local else torch.device("cpu"))
@@ -133,8 +169,9 @@ def predict(
 
     done = done_markers(out)
     plan = [(iy, ix) for iy, ix, _, _ in chunk_plan(grid.shape, cs) if not done[iy, ix]]
-    job = ChunkJob(str(cube), str(out), tuple(band_index), grid.shape, cs, tiling, torch_threads)
-    execute(source, job, plan, scheduler, workers, progress)
+    threads = session.options.torch_threads
+    job = ChunkJob(str(cube), str(out), tuple(band_index), grid.shape, cs, tiling, threads)
+    execute(source, job, plan, session)
     finalise_store(out)
     return out
 
