@@ -599,7 +599,7 @@ def build_demo_report(
                 "Outlines",
                 text=(
                     f"Class map as Cloud-Optimized GeoTIFF: `{ol['outputs']['cog']}`; polygons "
-                    f"(glacier = clean ice + debris, debris, lakes) with area and mean confidence: "
+                    f"(glacier = clean ice + debris, debris, water) with area and mean confidence: "
                     f"`{ol['outputs']['gpkg']}`."
                 ),
                 tables=(("Outline layers", layers),),
