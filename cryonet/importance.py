@@ -31,6 +31,7 @@ from typing import Literal
 import numpy as np
 
 from glacierstack.classes import CLASS_NAMES, NODATA_LABEL
+from glacierstack.provenance import location_ref
 
 ShuffleMode = Literal["samples", "pixels"]
 
@@ -559,8 +560,8 @@ def importance_from_checkpoint(
     res = replace(
         res,
         meta={
-            "checkpoint": str(checkpoint),
-            "cube": str(cube),
+            "checkpoint": location_ref(checkpoint),
+            "cube": location_ref(cube),
             "split": str(sp_path) if sp_path else "new random split",
             "patch_size": sp.patch_size,
             "windows": windows.tolist(),

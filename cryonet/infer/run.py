@@ -22,6 +22,7 @@ from cryonet.infer.task import ChunkJob
 from cryonet.infer.tiling import TilingOptions, chunk_plan, default_chunk_size
 from glacierstack.classes import NODATA_LABEL
 from glacierstack.grid import Grid
+from glacierstack.provenance import location_ref
 from glacierstack.runner import DaskSession, RunnerOptions, dask_session, parse_scheduler
 
 __all__ = ["predict"]
@@ -151,7 +152,7 @@ def _predict(
     cs = int(chunk_size) if chunk_size else default_chunk_size(tiling)
     if cs < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    signature = _run_signature(source, cube, grid, model.bands, tiling, cs)
+    signature = _run_signature(source, ds, cube, grid, model.bands, tiling, cs)
 
     if out.exists() and overwrite:
         shutil.rmtree(out)
@@ -195,18 +196,28 @@ def _software() -> dict[str, str]:
 
 def _run_signature(
     source: ModelSource,
+    ds: xr.Dataset,
     cube: Path,
     grid: Grid,
     bands: Sequence[str],
     tiling: TilingOptions,
     chunk_size: int,
 ) -> dict[str, Any]:
-    """Describe the run; a resumed run must match the stored description exactly."""
+    """Describe the run; a resumed run must match the stored description exactly.
+
+    The cube is identified by its name and build (fingerprint, creation time), not by its
+    local path: no output records one, and a moved cube still resumes.
+    """
     sha = getattr(source, "sha256", None)
     model_id = sha() if callable(sha) else source.cache_key
+    build = ds.attrs.get("_build") or {}
     return {
         "model": model_id,
-        "cube": str(cube),
+        "cube": {
+            "name": location_ref(cube),
+            "fingerprint": build.get("fingerprint"),
+            "created": ds.attrs.get("created"),
+        },
         "grid": grid.to_attrs(),
         "bands": list(bands),
         "tile_size": tiling.tile_size,
@@ -228,7 +239,7 @@ def _store_attrs(
         "probability_scale": 1.0 / PROBABILITY_SCALE,
         "run": signature,
         "provenance": {
-            "cube": str(cube),
+            "cube": location_ref(cube),
             "stac_items": ds.attrs.get("stac_items", []),
             "cube_created": ds.attrs.get("created"),
             "model": {k: v for k, v in model.meta.items() if _jsonable(v)},
