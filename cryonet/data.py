@@ -82,7 +82,8 @@ class CubeSource:
         memory_limit: int = 4 * 2**30,
         chunk_cache: int = 8,
     ) -> None:
-        self.path = Path(path)
+        # a URL (s3://...) stays a string: Path() would fold its '//'
+        self.path: Path | str = str(path) if "://" in str(path) else Path(path)
         ds = open_cube(self.path)
         for var in ("features", "labels", "band_mean", "band_std"):
             if var not in ds:
