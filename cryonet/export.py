@@ -10,7 +10,7 @@ layer     classes                      meaning
 ========  ===========================  =============================================
 glacier   clean_ice + debris           whole glacier area (RGI-style outline)
 debris    debris                       debris-covered parts
-lakes     water                        glacial lakes and other open water
+water     water                        glacial lakes and other open water
 ========  ===========================  =============================================
 
 Each polygon is one 4-connected component of the group's pixels (holes kept), traced along
@@ -26,6 +26,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,9 +37,9 @@ __all__ = ["OUTLINE_GROUPS", "export_cog", "export_polygons"]
 OUTLINE_GROUPS: Mapping[str, tuple[str, ...]] = {
     "glacier": ("clean_ice", "debris"),
     "debris": ("debris",),
-    "lakes": ("water",),
+    "water": ("water",),
 }
-"""Layer name -> class names merged into it."""
+"""Layer name -> class names merged into it (a one-class layer is named after its class)."""
 
 
 def _hex_to_rgba(color: str) -> tuple[int, int, int, int]:
@@ -54,11 +55,16 @@ def export_cog(
     blocksize: int = 512,
     overwrite: bool = False,
 ) -> Path:
-    """Write the class map as a Cloud-Optimized GeoTIFF (uint8, nodata 255, class colormap).
+    """Write the class map as a Cloud-Optimized GeoTIFF (uint8, nodata 255, class legend).
 
     The map is copied window by window (one Zarr chunk at a time) into a tiled temporary
     GeoTIFF, which GDAL's ``COG`` driver then turns into the final file (overviews by nearest
-    neighbour); the result only appears at ``out`` once complete.
+    neighbour when the map is larger than one tile); the result only appears at ``out`` once
+    complete. The legend is a colour table (inside the TIFF) plus GDAL category names and a
+    thematic raster attribute table (``value``, ``class``, ``label``, ``red/green/blue/alpha``)
+    that GDAL keeps in the ``<out>.aux.xml`` sidecar written next to it (GeoTIFF has no tag
+    for them; GDAL, rasterio-based tools and QGIS read the sidecar automatically). The
+    ``source`` tag names the mosaic store, not its local path.
 
     Parameters
     ----------
@@ -122,10 +128,11 @@ def export_cog(
             dst.update_tags(
                 1, classes=",".join(f"{c['id']}={c['name']}" for c in ds.attrs["classes"])
             )
-            dst.update_tags(source=str(Path(mosaic).resolve()))
+            dst.update_tags(source=Path(str(mosaic).rstrip("/")).name)
+        vrt = _with_legend(tmp_tif, table)
         part = Path(tmp) / "out.tif"
         rasterio.shutil.copy(
-            tmp_tif,
+            vrt,
             part,
             driver="COG",
             COMPRESS=compress,
@@ -133,8 +140,47 @@ def export_cog(
             OVERVIEW_RESAMPLING="NEAREST",
             BIGTIFF="IF_SAFER",
         )
+        aux = part.with_name(part.name + ".aux.xml")
+        if aux.exists():  # the sidecar first: the .tif appearing is the completion signal
+            os.replace(aux, out.with_name(out.name + ".aux.xml"))
         os.replace(part, out)
     return out
+
+
+def _with_legend(tif: Path, table: Sequence[Mapping[str, Any]]) -> Path:
+    """Write a VRT of ``tif`` whose band carries category names and a thematic attribute table.
+
+    GDAL's COG driver copies both from the VRT (into the PAM ``.aux.xml`` of its output).
+    """
+    import xml.etree.ElementTree as ET
+
+    import rasterio.shutil
+
+    vrt = tif.with_suffix(".vrt")
+    rasterio.shutil.copy(tif, vrt, driver="VRT")
+    root = ET.parse(vrt).getroot()
+    band = root.find("VRTRasterBand")
+    if band is None:  # pragma: no cover - GDAL wrote this one-band VRT just above
+        raise ValueError(f"{vrt}: GDAL wrote no VRTRasterBand")
+    by_id = {int(c["id"]): c for c in table}
+    cats = ET.SubElement(band, "CategoryNames")
+    for i in range(max(by_id) + 1):
+        ET.SubElement(cats, "Category").text = str(by_id[i]["name"]) if i in by_id else ""
+    rat = ET.SubElement(band, "GDALRasterAttributeTable", tableType="thematic")
+    # GDAL field types 0 int, 2 string; usages 5 MinMax, 2 Name, 0 Generic, 6-9 Red..Alpha
+    fields = [("value", 0, 5), ("class", 2, 2), ("label", 2, 0),
+              ("red", 0, 6), ("green", 0, 7), ("blue", 0, 8), ("alpha", 0, 9)]  # fmt: skip
+    for i, (name, typ, usage) in enumerate(fields):
+        f = ET.SubElement(rat, "FieldDefn", index=str(i))
+        for tag, val in (("Name", name), ("Type", typ), ("Usage", usage)):
+            ET.SubElement(f, tag).text = str(val)
+    for row, (cid, c) in enumerate(sorted(by_id.items())):
+        rgba = _hex_to_rgba(str(c["color"])) if "color" in c else (0, 0, 0, 0)
+        r = ET.SubElement(rat, "Row", index=str(row))
+        for val in (cid, c["name"], c.get("label", c["name"]), *rgba):
+            ET.SubElement(r, "F").text = str(val)
+    ET.ElementTree(root).write(vrt)
+    return vrt
 
 
 def _group_ids(class_table: Sequence[Mapping[str, object]], names: Sequence[str]) -> list[int]:

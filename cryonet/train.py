@@ -68,6 +68,7 @@ from cryonet.engine import (
     set_rng_state,
 )
 from glacierstack.classes import CLASS_NAMES, NODATA_LABEL, NUM_CLASSES
+from glacierstack.provenance import location_ref
 
 __all__ = [
     "TrainConfig",
@@ -399,7 +400,7 @@ class _Run:
         save_checkpoint(
             self.dir / name, self.model, bands=self.source.bands, mean=self.source.mean,
             std=std_used, epoch=epoch, metrics=metrics, classes=self.source.classes or None,
-            extra={"config": self.config.to_dict(), "cube": self.cube,
+            extra={"config": self.config.to_dict(), "cube": location_ref(self.cube),
                    "class_scheme": self.source.attrs.get("class_scheme", {"name": "cryonet5"}),
                    "sensor": self.source.attrs.get("sensor", "")},
         )  # fmt: skip
@@ -619,7 +620,7 @@ def _end_epoch(
         r.checkpoint(BEST, epoch + 1, {**metrics, "selected_by": "val_miou"})
     r.save_resume(prog, epoch + 1, 0, metrics)
     if r.dist.main:
-        summary = {"best_val_miou": best_val_miou(prog.history), "cube": r.cube}
+        summary = {"best_val_miou": best_val_miou(prog.history), "cube": location_ref(r.cube)}
         _write_logs(r.dir, prog.history, summary)
 
 

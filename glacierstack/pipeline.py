@@ -22,6 +22,7 @@ from glacierstack.features import FeatureOptions, PCASample
 from glacierstack.grid import Grid
 from glacierstack.labels import PRECEDENCE, LabelRules, Outlines, _polygons_in_crs
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
+from glacierstack.provenance import location_ref
 from glacierstack.runner import RunnerOptions, dask_session
 from glacierstack.schemes import ClassScheme, get_scheme
 from glacierstack.stack import plan_reads, read_plan
@@ -315,8 +316,8 @@ def build_cube(
     glacier = _polygons(glacier_outlines, grid, "glacier outlines")
     debris = _polygons(debris_outlines, grid, "debris outlines")
     attrs = {
-        "catalog": str(source.source) if not isinstance(source, Mapping) else {
-            k: str(v) for k, v in source.items()
+        "catalog": location_ref(source.source) if not isinstance(source, Mapping) else {
+            k: location_ref(v) for k, v in source.items()
         },
         "datetime": datetime or "",
         "bbox": list(bbox) if bbox is not None else None,

@@ -23,6 +23,7 @@ worker by one :class:`WorkerSettings` plugin, so a worker that joins later gets 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import sys
@@ -150,6 +151,9 @@ class RunnerOptions:
         Path of an HTML Dask performance report to write (distributed schedulers only).
     progress
         Show progress bars.
+    warm_kernels
+        Load the glacierstack Numba kernels in every worker process at start (raster work);
+        cryonet inference, which runs none, turns it off.
     """
 
     scheduler: Any = None
@@ -158,6 +162,7 @@ class RunnerOptions:
     gdal_env: tuple[tuple[str, str], ...] = ()
     profile: str | None = None
     progress: bool = True
+    warm_kernels: bool = True
 
     def __post_init__(self) -> None:
         if self.scheduler is None or isinstance(self.scheduler, str):
@@ -170,7 +175,9 @@ class RunnerOptions:
 
 
 # ------------------------------------------------------------------------- worker settings
-def _apply_settings(torch_threads: int | None, gdal_env: Sequence[tuple[str, str]]) -> None:
+def _apply_settings(
+    torch_threads: int | None, gdal_env: Sequence[tuple[str, str]], warm: bool = True
+) -> None:
     """Apply worker settings in the current process (environment, torch, warm kernels)."""
     os.environ.update(dict(gdal_env))
     if torch_threads is not None:
@@ -179,9 +186,10 @@ def _apply_settings(torch_threads: int | None, gdal_env: Sequence[tuple[str, str
         torch = sys.modules.get("torch")  # glacierstack never imports torch itself
         if torch is not None:
             torch.set_num_threads(int(torch_threads))
-    from glacierstack.warmup import warm_kernels
+    if warm:
+        from glacierstack.warmup import warm_kernels
 
-    warm_kernels()
+        warm_kernels()
 
 
 try:
@@ -199,19 +207,25 @@ class WorkerSettings(_WorkerPlugin):  # type: ignore[misc,valid-type]
         torch intra-op threads (``None``: unchanged).
     gdal_env
         ``(name, value)`` GDAL configuration options exported as environment variables.
+    warm_kernels
+        Load the glacierstack Numba kernels (from the on-disk cache) before any task runs.
     """
 
     name = "glacierstack-worker-settings"
 
     def __init__(
-        self, torch_threads: int | None = None, gdal_env: Sequence[tuple[str, str]] = ()
+        self,
+        torch_threads: int | None = None,
+        gdal_env: Sequence[tuple[str, str]] = (),
+        warm_kernels: bool = True,
     ) -> None:
         self.torch_threads = torch_threads
         self.gdal_env = tuple(gdal_env)
+        self.warm_kernels = warm_kernels
 
     def setup(self, worker: Any) -> None:
         """Apply the settings in the worker process (runs once per worker start)."""
-        _apply_settings(self.torch_threads, self.gdal_env)
+        _apply_settings(self.torch_threads, self.gdal_env, self.warm_kernels)
 
 
 # ------------------------------------------------------------------------------- session
@@ -320,9 +334,7 @@ def dask_session(options: RunnerOptions | None = None) -> Iterator[DaskSession]:
     n = int(sched.n_workers or 1)
     threads = opts.threads or 1
     torch_threads = opts.torch_threads or max(1, (os.cpu_count() or 1) // (n * threads))
-    opts = RunnerOptions(
-        opts.scheduler, opts.threads, torch_threads, opts.gdal_env, opts.profile, opts.progress
-    )
+    opts = dataclasses.replace(opts, torch_threads=torch_threads)
     # queuing holds tasks back on the scheduler; with few big tasks it only idles workers
     with (
         dask.config.set({"distributed.scheduler.worker-saturation": "inf"}),
@@ -357,10 +369,10 @@ def _local(sched: Scheduler, opts: RunnerOptions) -> Iterator[DaskSession]:
                 max_workers=opts.threads or os.cpu_count() or 1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_apply_settings,
-                initargs=(opts.torch_threads, opts.gdal_env),
+                initargs=(opts.torch_threads, opts.gdal_env, opts.warm_kernels),
             )
         else:
-            _apply_settings(opts.torch_threads, opts.gdal_env)
+            _apply_settings(opts.torch_threads, opts.gdal_env, warm=False)  # warms on first use
         yield DaskSession(None, name, opts.threads, opts, pool)
     finally:
         if pool is not None:
@@ -370,7 +382,7 @@ def _local(sched: Scheduler, opts: RunnerOptions) -> Iterator[DaskSession]:
 
 
 def _with_client(client: Any, opts: RunnerOptions, *, owned: bool) -> Iterator[DaskSession]:
-    plugin = WorkerSettings(opts.torch_threads, opts.gdal_env)
+    plugin = WorkerSettings(opts.torch_threads, opts.gdal_env, opts.warm_kernels)
     if owned or opts.torch_threads is not None or opts.gdal_env:
         client.register_plugin(plugin)
     link = getattr(client, "dashboard_link", None)

@@ -127,6 +127,9 @@ def compare(
         typer.Option(help="Comma-separated training seeds, e.g. 0,1,2 (mean ± std table)."),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    baseline: Annotated[
+        bool, typer.Option(help="Add the per-pixel random-forest baseline on the same split.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train and evaluate several models on the identical split; write the comparison table."""
@@ -139,7 +142,7 @@ def compare(
     except ValueError as err:
         msg = f"not a list of integers: {seeds!r}"
         raise typer.BadParameter(msg, param_hint="--seeds") from err
-    results = run(cube, models, out, cfg, progress=progress, seeds=seed_list)
+    results = run(cube, models, out, cfg, progress=progress, seeds=seed_list, baseline=baseline)
     for name, m in results.items():
         typer.echo(
             f"{name}: mIoU {100 * m.miou:.2f} %, overall accuracy {100 * m.overall_accuracy:.2f} %"

@@ -141,7 +141,7 @@ class CheckpointModel:
             std=np.asarray(meta["std"]),
             classes=list(meta.get("classes") or class_table()),
             meta={
-                "checkpoint": str(self.path),
+                "checkpoint": self.path.name,
                 "model": meta.get("model"),
                 "epoch": meta.get("epoch"),
                 "software": meta.get("software"),

@@ -69,7 +69,9 @@ def cube(
     ] = "cryonet5",
     water_ndwi: Annotated[float, typer.Option(help="Water where NDWI > this")] = 0.17,
     vegetation_ndvi: Annotated[float, typer.Option(help="Vegetation where NDVI > this")] = 0.3,
-    chunk_size: Annotated[int, typer.Option(help="Zarr tile size in pixels")] = 512,
+    chunk_size: Annotated[
+        int, typer.Option(help="Output tile side in pixels: one Zarr chunk and one Dask task each")
+    ] = 512,
     scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
     threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
     profile: Annotated[Path | None, typer.Option(help=PROFILE_HELP)] = None,
