@@ -195,9 +195,9 @@ def evaluate(
         Average with more checkpoints and/or over dihedral transforms, exactly as
         :func:`cryonet.infer.predict` does (:mod:`cryonet.infer.ensemble`).
 
-    With ``out``, also ``calibration.json`` and ``reliability.png``: the expected calibration
-    error on the same pixels before (``T = 1``) and after the checkpoint's temperature
-    (:func:`cryonet.calibration.calibration_report`).
+        With ``out``, also ``calibration.json`` and ``reliability.png``: the expected
+        calibration error on the same pixels before (``T = 1``) and after the checkpoint's
+        temperature (:func:`cryonet.calibration.calibration_report`).
 
     Returns
     -------
