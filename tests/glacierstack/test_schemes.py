@@ -44,3 +44,32 @@ def test_unknown_scheme_and_bad_tables():
         get_scheme("nope")
     with pytest.raises(ValueError, match="ids 0..n-1"):
         check_class_table([{"id": 0, "name": "a"}, {"id": 2, "name": "b"}])
+
+
+def test_yaml_class_from_its_own_outline_file(tmp_path):
+    import dask.array as da
+    import geopandas as gpd
+    import xarray as xr
+    from shapely.geometry import box
+
+    from glacierstack.grid import Grid
+    from glacierstack.schemes import burn_outline_classes
+
+    grid = Grid("EPSG:32645", (0.0, 0.0, 80.0, 40.0), 10.0)  # 4 x 8 pixels
+    rg = gpd.GeoDataFrame(geometry=[box(40, 0, 60, 20)], crs="EPSG:32645").to_crs("EPSG:4326")
+    rg.to_file(tmp_path / "rock.gpkg")
+    (tmp_path / "s.yaml").write_text(
+        "classes: [background, glacier, {name: rock_glacier, outlines: rock.gpkg}]\n"
+    )
+    s = get_scheme(tmp_path / "s.yaml")
+    assert [c.name for c in s.classes] == ["background", "glacier", "rock_glacier"]
+    assert s.to_attrs()["outlines"]["rock_glacier"] == str(tmp_path / "rock.gpkg")
+    base = np.zeros((4, 8), np.uint8)
+    base[:, 0] = 1
+    base[3, 5] = 255  # nodata stays nodata
+    lab = xr.DataArray(da.from_array(map_labels(base, s), chunks=(2, 3)), dims=("y", "x"))
+    out = burn_outline_classes(lab, grid, s).values
+    expect = map_labels(base, s)
+    expect[2:4, 4:6] = 2  # rows 2-3 (y 0..20), cols 4-5 (x 40..60), across block edges
+    expect[3, 5] = 255
+    assert out.tolist() == expect.tolist()
