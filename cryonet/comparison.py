@@ -1,6 +1,6 @@
 """Mean ± standard deviation over seeds of a model comparison (the paper's Tables II-IV).
 
-:func:`cryonet.evaluate.compare` trains every model once per seed on the identical split;
+:func:`cryonet.evaluation.compare` trains every model once per seed on the identical split;
 :func:`seed_table` summarises the test metrics per model as mean and sample standard deviation
 over the seeds, per class and overall, and :func:`write_seed_table` writes it as Markdown/CSV.
 """
@@ -17,7 +17,13 @@ import numpy as np
 from cryonet.metrics import SegmentationMetrics
 from glacierstack.classes import CLASSES
 
-__all__ = ["format_seed_table", "seed_table", "write_seed_table"]
+__all__ = [
+    "baseline_metrics",
+    "baseline_row",
+    "format_seed_table",
+    "seed_table",
+    "write_seed_table",
+]
 
 _ORDER: tuple[str, ...] = ("clean_ice", "debris", "water", "vegetation", "background")
 _LABELS = {c.name: c.label for c in CLASSES}
@@ -29,6 +35,57 @@ def _row(m: SegmentationMetrics) -> list[float]:
         100 * m.miou,
         100 * m.overall_accuracy,
     ]
+
+
+def baseline_metrics(
+    cube: str | os.PathLike[str],
+    split: Any,
+    out: str | os.PathLike[str],
+    *,
+    subset: str = "test",
+    seed: int = 0,
+) -> SegmentationMetrics:
+    """Train the random-forest baseline (:mod:`cryonet.baseline`) on a split's train windows.
+
+    The forest's class map is written to ``out`` (GeoTIFF) and scored on the same ``subset``
+    windows as the CNNs (each pixel once), so its row is comparable with theirs.
+    """
+    import rasterio
+
+    from cryonet.baseline import BaselineConfig, train_baseline
+    from cryonet.data import SPLIT_FILE, PatchSplit
+    from cryonet.metrics import confusion_matrix
+    from glacierstack.classes import CLASS_NAMES
+    from glacierstack.store import open_cube
+
+    if not isinstance(split, PatchSplit):
+        p = Path(split)
+        split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    split_file = out.parent / f".{out.stem}.split.json"
+    split.to_json(split_file)
+    try:
+        train_baseline(cube, out, split_file=split_file, config=BaselineConfig(seed=seed))
+    finally:
+        split_file.unlink(missing_ok=True)
+    with rasterio.open(out) as src:
+        pred = src.read(1)
+    labels = np.asarray(open_cube(cube)["labels"].values)
+    labels = np.where(np.isfinite(labels), labels, 255).astype(np.int64)
+    mask = np.zeros(labels.shape, bool)
+    size = split.patch_size
+    for y0, x0 in split.subset(subset):
+        mask[y0 : y0 + size, x0 : x0 + size] = True
+    ref = np.where(mask & (pred != 255), labels, 255)
+    cm = confusion_matrix(ref, np.where(pred == 255, 0, pred), len(CLASS_NAMES))
+    return SegmentationMetrics.from_confusion(cm, CLASS_NAMES)
+
+
+def baseline_row(m: SegmentationMetrics) -> dict[str, float]:
+    """Return a :func:`format_seed_table` ``extra`` row (column label -> percent)."""
+    cols = [_LABELS[c] for c in _ORDER] + ["Mean IoU", "Overall accuracy"]
+    return dict(zip(cols, _row(m), strict=True))
 
 
 def seed_table(results: Mapping[str, Sequence[SegmentationMetrics]]) -> Any:

@@ -599,13 +599,23 @@ def build_demo_report(
                 "Outlines",
                 text=(
                     f"Class map as Cloud-Optimized GeoTIFF: `{ol['outputs']['cog']}`; polygons "
-                    f"(glacier = clean ice + debris, debris, lakes) with area and mean confidence: "
+                    f"(glacier = clean ice + debris, debris, water) with area and mean confidence: "
                     f"`{ol['outputs']['gpkg']}`."
                 ),
                 tables=(("Outline layers", layers),),
                 floatfmt=".3f",
             )
         )
+
+    # ---- calibrated confidence and area change
+    from cryonet.report_confidence import area_change_section, confidence_section
+
+    for extra in (
+        confidence_section(output("evaluate", "folder"), output("predict", "mosaic"), files),
+        area_change_section(output("areas", "folder"), records.get("areas")),
+    ):
+        if extra is not None:
+            sections.append(extra)
 
     # ---- importance
     imp_csv, imp_fig = output("importance", "csv"), output("importance", "figure")

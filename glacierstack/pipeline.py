@@ -22,8 +22,9 @@ from glacierstack.features import FeatureOptions, PCASample
 from glacierstack.grid import Grid
 from glacierstack.labels import PRECEDENCE, LabelRules, Outlines, _polygons_in_crs
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
+from glacierstack.provenance import location_ref
 from glacierstack.runner import DaskSession, RunnerOptions, ensure_session
-from glacierstack.schemes import ClassScheme, get_scheme
+from glacierstack.schemes import ClassScheme, burn_outline_classes, get_scheme
 from glacierstack.stack import plan_reads, read_plan
 from glacierstack.store import write_cube
 from glacierstack.tiles import TilePlan, fit_pca_windows, needs_pca, tile_cube
@@ -316,8 +317,8 @@ def build_cube(
     glacier = _polygons(glacier_outlines, grid, "glacier outlines")
     debris = _polygons(debris_outlines, grid, "debris outlines")
     attrs = {
-        "catalog": str(source.source) if not isinstance(source, Mapping) else {
-            k: str(v) for k, v in source.items()
+        "catalog": location_ref(source.source) if not isinstance(source, Mapping) else {
+            k: location_ref(v) for k, v in source.items()
         },
         "datetime": datetime or "",
         "bbox": list(bbox) if bbox is not None else None,
@@ -354,6 +355,7 @@ def build_cube(
         sensor = raw.attrs.get("sensor") or None
         plan = TilePlan(reads, grid, names, options, label_rules, int(chunk_size), sensor, scheme)
         feats, labels = tile_cube(plan, glacier, debris)
+        labels = burn_outline_classes(labels, grid, scheme)
         attrs["feature_params"] = feats.attrs["feature_params"]
         return write_cube(
             feats,

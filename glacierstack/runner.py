@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import dask
 
+from glacierstack.storage import configured
 from glacierstack.warmup import WorkerSettings, apply_settings
 
 __all__ = [
@@ -317,7 +318,7 @@ def _local(sched: Scheduler, opts: RunnerOptions) -> Iterator[DaskSession]:
                 max_workers=opts.threads or os.cpu_count() or 1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=apply_settings,
-                initargs=(opts.torch_threads, opts.gdal_env, opts.warm_kernels),
+                initargs=(opts.torch_threads, opts.gdal_env, opts.warm_kernels, configured()),
             )
         else:
             apply_settings(opts.torch_threads, opts.gdal_env, warm=False)  # warms on first use
@@ -330,8 +331,9 @@ def _local(sched: Scheduler, opts: RunnerOptions) -> Iterator[DaskSession]:
 
 
 def _with_client(client: Any, opts: RunnerOptions, *, owned: bool) -> Iterator[DaskSession]:
-    plugin = WorkerSettings(opts.torch_threads, opts.gdal_env, opts.warm_kernels)
-    if owned or opts.torch_threads is not None or opts.gdal_env:
+    conf = configured()  # storage options reach every worker, also ones joining later
+    plugin = WorkerSettings(opts.torch_threads, opts.gdal_env, opts.warm_kernels, conf)
+    if owned or opts.torch_threads is not None or opts.gdal_env or conf:
         client.register_plugin(plugin)
     link = getattr(client, "dashboard_link", None)
     if link and opts.progress:

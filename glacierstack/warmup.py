@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,10 +77,17 @@ def warm_kernels() -> int:
 
 
 def apply_settings(
-    torch_threads: int | None, gdal_env: Sequence[tuple[str, str]], warm: bool = True
+    torch_threads: int | None,
+    gdal_env: Sequence[tuple[str, str]],
+    warm: bool = True,
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """Apply worker settings in the current process (environment, torch, warm kernels)."""
+    """Apply worker settings in the current process (environment, torch, storage, kernels)."""
     os.environ.update(dict(gdal_env))
+    if storage_options:
+        from glacierstack.storage import configure
+
+        configure(storage_options)
     if torch_threads is not None:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(torch_threads)
@@ -108,6 +115,9 @@ class WorkerSettings(_WorkerPlugin):  # type: ignore[misc,valid-type]
         ``(name, value)`` GDAL configuration options exported as environment variables.
     warm_kernels
         Load the glacierstack Numba kernels (from the on-disk cache) before any task runs.
+    storage_options
+        fsspec storage options per protocol (:func:`glacierstack.storage.configure`), so that
+        workers reach the same object stores with the same credentials as the client.
     """
 
     name = "glacierstack-worker-settings"
@@ -117,11 +127,13 @@ class WorkerSettings(_WorkerPlugin):  # type: ignore[misc,valid-type]
         torch_threads: int | None = None,
         gdal_env: Sequence[tuple[str, str]] = (),
         warm_kernels: bool = True,
+        storage_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.torch_threads = torch_threads
         self.gdal_env = tuple(gdal_env)
         self.warm_kernels = warm_kernels
+        self.storage_options = dict(storage_options or {})
 
     def setup(self, worker: Any) -> None:
         """Apply the settings in the worker process (runs once per worker start)."""
-        apply_settings(self.torch_threads, self.gdal_env, self.warm_kernels)
+        apply_settings(self.torch_threads, self.gdal_env, self.warm_kernels, self.storage_options)

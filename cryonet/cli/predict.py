@@ -95,7 +95,7 @@ def export(
         Path | None, typer.Option(help="Write the class map as a Cloud-Optimized GeoTIFF.")
     ] = None,
     polygons: Annotated[
-        Path | None, typer.Option(help="Write glacier/debris/lakes outlines to a GeoPackage.")
+        Path | None, typer.Option(help="Write glacier/debris/water outlines to a GeoPackage.")
     ] = None,
     min_area_km2: Annotated[float, typer.Option(help="Drop smaller polygons.")] = 0.0,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,

@@ -13,6 +13,7 @@ import torch
 import xarray as xr
 import zarr
 
+from cryonet.bands import band_index
 from cryonet.infer.blend import PROBABILITY_SCALE
 from cryonet.infer.mosaic import create_store, done_markers, finalise_store
 from cryonet.infer.schedule import execute
@@ -21,6 +22,7 @@ from cryonet.infer.task import ChunkJob
 from cryonet.infer.tiling import TilingOptions, chunk_plan, default_chunk_size
 from glacierstack.classes import NODATA_LABEL
 from glacierstack.grid import Grid
+from glacierstack.provenance import location_ref
 from glacierstack.runner import DaskSession, RunnerOptions, dask_session, parse_scheduler
 
 __all__ = ["predict"]
@@ -146,11 +148,11 @@ def _predict(
     # the client process needs the model's bands/classes; it only keeps a GPU copy if it runs
     # the tasks itself
     model = load_cached(source, tiling.resolved_device() if local else torch.device("cpu"))
-    band_index = _band_index(cube_bands, model.bands, cube)
+    index = band_index(model.bands, cube_bands, f"cube {cube}")
     cs = int(chunk_size) if chunk_size else default_chunk_size(tiling)
     if cs < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    signature = _run_signature(source, cube, grid, model.bands, tiling, cs)
+    signature = _run_signature(source, ds, cube, grid, model.bands, tiling, cs)
 
     if out.exists() and overwrite:
         shutil.rmtree(out)
@@ -169,7 +171,7 @@ def _predict(
     done = done_markers(out)
     plan = [(iy, ix) for iy, ix, _, _ in chunk_plan(grid.shape, cs) if not done[iy, ix]]
     threads = session.options.torch_threads
-    job = ChunkJob(str(cube), str(out), tuple(band_index), grid.shape, cs, tiling, threads)
+    job = ChunkJob(str(cube), str(out), tuple(index), grid.shape, cs, tiling, threads)
     execute(source, job, plan, session)
     finalise_store(out)
     return out
@@ -181,22 +183,12 @@ def _open_cube(cube: Path) -> xr.Dataset:
     return open_cube(cube)
 
 
-def _band_index(cube_bands: Sequence[str], model_bands: Sequence[str], cube: Path) -> list[int]:
-    missing = [b for b in model_bands if b not in cube_bands]
-    if missing:
-        raise ValueError(
-            f"cube {cube} lacks bands {missing} that the model needs; cube bands: "
-            f"{list(cube_bands)}"
-        )
-    return [list(cube_bands).index(b) for b in model_bands]
-
-
 def _software() -> dict[str, str]:
-    import cryonet
     import glacierstack
+    from cryonet._version import __version__
 
     return {
-        "cryonet": cryonet.__version__,
+        "cryonet": __version__,
         "glacierstack": getattr(glacierstack, "__version__", "unknown"),
         "torch": torch.__version__,
     }
@@ -204,18 +196,28 @@ def _software() -> dict[str, str]:
 
 def _run_signature(
     source: ModelSource,
+    ds: xr.Dataset,
     cube: Path,
     grid: Grid,
     bands: Sequence[str],
     tiling: TilingOptions,
     chunk_size: int,
 ) -> dict[str, Any]:
-    """Describe the run; a resumed run must match the stored description exactly."""
+    """Describe the run; a resumed run must match the stored description exactly.
+
+    The cube is identified by its name and build (fingerprint, creation time), not by its
+    local path: no output records one, and a moved cube still resumes.
+    """
     sha = getattr(source, "sha256", None)
     model_id = sha() if callable(sha) else source.cache_key
+    build = ds.attrs.get("_build") or {}
     return {
         "model": model_id,
-        "cube": str(cube),
+        "cube": {
+            "name": location_ref(cube),
+            "fingerprint": build.get("fingerprint"),
+            "created": ds.attrs.get("created"),
+        },
         "grid": grid.to_attrs(),
         "bands": list(bands),
         "tile_size": tiling.tile_size,
@@ -237,7 +239,7 @@ def _store_attrs(
         "probability_scale": 1.0 / PROBABILITY_SCALE,
         "run": signature,
         "provenance": {
-            "cube": str(cube),
+            "cube": location_ref(cube),
             "stac_items": ds.attrs.get("stac_items", []),
             "cube_created": ds.attrs.get("created"),
             "model": {k: v for k, v in model.meta.items() if _jsonable(v)},

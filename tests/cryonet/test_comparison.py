@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -53,10 +54,30 @@ def test_compare_cli_over_seeds(tmp_path):
     res = CliRunner().invoke(
         app,
         ["compare", "--cube", str(cube), "--out", str(tmp_path / "cmp"), "--config", str(cfg)]
-        + ["--model", "unet-tiny", "--seeds", "0,1", "--no-progress"],
+        + ["--model", "unet-tiny", "--seeds", "0,1", "--baseline", "--no-progress"],
     )
     assert res.exit_code == 0, res.output
     for s in (0, 1):
         assert (tmp_path / "cmp" / "unet-tiny" / f"seed{s}" / "checkpoints" / "best.pt").is_file()
     text = (tmp_path / "cmp" / "comparison_seeds.md").read_text()
     assert "| unet-tiny |" in text and "| 2 |" in text
+    assert "| random forest (per pixel) |" in text
+    # the forest's row: its map scored on the test windows, recomputed here by hand
+    import rasterio
+
+    from cryonet.data import PatchSplit
+    from glacierstack.store import open_cube
+
+    split = PatchSplit.from_json(tmp_path / "cmp" / "split.json")
+    with rasterio.open(tmp_path / "cmp" / "random-forest.tif") as src:
+        pred = src.read(1)
+    lab = open_cube(cube)["labels"].values
+    ys, ps = [], []
+    for y0, x0 in split.subset("test"):
+        ys.append(lab[y0 : y0 + 32, x0 : x0 + 32].ravel())
+        ps.append(pred[y0 : y0 + 32, x0 : x0 + 32].ravel())
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    ok = np.isfinite(y) & (p != 255)
+    oa = 100 * (y[ok] == p[ok]).mean()
+    rows = pd.read_csv(tmp_path / "cmp" / "comparison.csv", index_col=0)
+    assert rows.loc["random-forest", "Overall accuracy"] == pytest.approx(oa, abs=1e-3)

@@ -33,7 +33,7 @@ from cryonet.data import (
 )
 from cryonet.engine import evaluate_loader, resolve_device
 from cryonet.metrics import SegmentationMetrics
-from cryonet.train import TrainConfig, train
+from cryonet.training import TrainConfig, train
 from glacierstack.classes import CLASSES, NODATA_LABEL, NUM_CLASSES
 
 __all__ = [
@@ -183,7 +183,9 @@ def evaluate(
     out
         If given, write the tables (``table_I_iou``, ``table_II_recall``,
         ``table_III_precision``, ``summary``; ``.md`` + ``.csv``), ``metrics.json`` and
-        ``confusion_matrix.png`` there.
+        ``confusion_matrix.png`` there, and ``calibration.json`` and ``reliability.png``: the
+        expected calibration error on the same pixels before (``T = 1``) and after the
+        checkpoint's temperature (:func:`cryonet.calibration.calibration_report`).
     name
         Row name in the tables (default: the checkpoint's model name).
     batch_size, num_workers, device, amp
@@ -195,21 +197,18 @@ def evaluate(
         Average with more checkpoints and/or over dihedral transforms, exactly as
         :func:`cryonet.infer.predict` does (:mod:`cryonet.infer.ensemble`).
 
-    With ``out``, also ``calibration.json`` and ``reliability.png``: the expected calibration
-    error on the same pixels before (``T = 1``) and after the checkpoint's temperature
-    (:func:`cryonet.calibration.calibration_report`).
-
     Returns
     -------
     SegmentationMetrics
     """
     dev = resolve_device(device)
-    source = CubeSource(cube)
+    model, ckpt = load_model(checkpoint, map_location=dev)
+    # the checkpoint's bands, by name, normalised with the checkpoint's statistics (as predict)
+    source = CubeSource(cube, bands=ckpt["bands"], stats=(ckpt["mean"], ckpt["std"]))
     if not isinstance(split, PatchSplit):
         p = Path(split)
         split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
     split.check_cube(source)
-    model, ckpt = load_model(checkpoint, map_location=dev, bands=source.bands)
     label = name or str(ckpt["model"].get("name", "model"))
     temperature = checkpoint_temperature(ckpt)
     from cryonet.infer.ensemble import model_source, parse_tta
@@ -272,6 +271,7 @@ def compare(
     model_options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = True,
     seeds: Sequence[int] | None = None,
+    baseline: bool = False,
 ) -> dict[str, SegmentationMetrics]:
     """Train and evaluate several models on the identical patch split.
 
@@ -302,6 +302,10 @@ def compare(
         of ``config.seed``). With more than one seed every model is trained once per seed in
         ``out/<model>/seed<k>/`` and ``comparison_seeds.md`` / ``.csv`` hold the mean ± std
         over seeds (:mod:`cryonet.comparison`); the other tables show the first seed.
+    baseline
+        Also train the per-pixel random forest (:mod:`cryonet.baseline`) on the same train
+        windows and score it on the same test windows: a ``random-forest`` row in every table
+        (``out/random-forest.tif`` is its map).
 
     Returns
     -------
@@ -351,10 +355,17 @@ def compare(
                 )
             )
     results = {name: runs[0] for name, runs in per_seed.items()}
+    extra = {}
+    if baseline:
+        from cryonet.comparison import baseline_metrics, baseline_row
+
+        rf = baseline_metrics(cube, split, out / "random-forest.tif", seed=config.seed)
+        results["random-forest"] = rf
+        extra["random forest (per pixel)"] = baseline_row(rf)
     if len(seed_list) > 1:
         from cryonet.comparison import write_seed_table
 
-        write_seed_table(per_seed, out)
+        write_seed_table(per_seed, out, extra)
     write_tables(results, out)
     rows = {
         name: [100 * dict(zip(m.class_names, m.iou, strict=True))[c] for c in PAPER_CLASS_ORDER]
