@@ -300,15 +300,16 @@ def calibrate_checkpoint(
         batch_loader,
     )
 
-    source = CubeSource(cube)
+    dev = torch.device(device)
+    model, meta = load_model(checkpoint, map_location=dev)
+    # the one band rule (cryonet.bands) and the checkpoint's statistics, as predict uses
+    source = CubeSource(cube, bands=meta["bands"], stats=(meta["mean"], meta["std"]))
     if not isinstance(split, PatchSplit):
         p = Path(split)
         split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
     windows = split.subset(subset)
     if len(windows) == 0:
         raise ValueError(f"the split has no {subset!r} patches to fit the temperature on")
-    dev = torch.device(device)
-    model, _ = load_model(checkpoint, map_location=dev, bands=source.bands)
     ds = PatchDataset(source, windows, split.patch_size)
     loader = batch_loader(ds, PatchSampler(len(ds), shuffle=False, equal_shards=False), batch_size)
     cal = calibrate_model(model, loader, dev, subset=subset)

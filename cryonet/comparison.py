@@ -1,6 +1,6 @@
 """Mean ± standard deviation over seeds of a model comparison (the paper's Tables II-IV).
 
-:func:`cryonet.evaluate.compare` trains every model once per seed on the identical split;
+:func:`cryonet.evaluation.compare` trains every model once per seed on the identical split;
 :func:`seed_table` summarises the test metrics per model as mean and sample standard deviation
 over the seeds, per class and overall, and :func:`write_seed_table` writes it as Markdown/CSV.
 """

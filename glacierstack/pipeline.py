@@ -24,7 +24,7 @@ from glacierstack.labels import PRECEDENCE, LabelRules, Outlines, _polygons_in_c
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
 from glacierstack.provenance import location_ref
 from glacierstack.runner import RunnerOptions, dask_session
-from glacierstack.schemes import ClassScheme, get_scheme
+from glacierstack.schemes import ClassScheme, burn_outline_classes, get_scheme
 from glacierstack.stack import plan_reads, read_plan
 from glacierstack.store import write_cube
 from glacierstack.tiles import TilePlan, fit_pca_windows, needs_pca, tile_cube
@@ -354,6 +354,7 @@ def build_cube(
         sensor = raw.attrs.get("sensor") or None
         plan = TilePlan(reads, grid, names, options, label_rules, int(chunk_size), sensor, scheme)
         feats, labels = tile_cube(plan, glacier, debris)
+        labels = burn_outline_classes(labels, grid, scheme)
         attrs["feature_params"] = feats.attrs["feature_params"]
         return write_cube(
             feats,

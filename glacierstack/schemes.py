@@ -23,14 +23,18 @@ A user-defined scheme is a YAML file (``yaml.safe_load``)::
     groups: {glacier: [clean_ice, debris]}
     min_mapping_unit: 9                                # pixels, for rule classes
 
-Any base class left out is merged into ``background``.
+Any base class left out is merged into ``background``. A class can also come from its own
+outline file (any vector format and CRS; paths relative to the YAML file), burnt over the base
+classes on valid pixels::
+
+    classes: [background, glacier, {name: rock_glacier, outlines: rock_glaciers.gpkg}]
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,7 @@ __all__ = [
     "RULE_CLASSES",
     "SCHEMES",
     "ClassScheme",
+    "burn_outline_classes",
     "map_labels",
     "get_scheme",
     "remove_small_patches",
@@ -67,6 +72,9 @@ class ClassScheme:
     """Reporting groups: name -> output class names (e.g. glacier = clean_ice + debris)."""
     min_mapping_unit: int = 0
     """Rule-class patches (8-connected) smaller than this many pixels become background."""
+    outlines: Mapping[str, str] = field(default_factory=dict)
+    """Output class name -> outline file of a class taken from its own polygons (burnt over
+    the base classes, in class order, on valid pixels)."""
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.classes]
@@ -100,6 +108,7 @@ class ClassScheme:
             "sources": {k: list(v) for k, v in self.sources.items()},
             "groups": {k: list(v) for k, v in self.groups.items()},
             "min_mapping_unit": self.min_mapping_unit,
+            "outlines": dict(self.outlines),
         }
 
     def table(self) -> list[dict[str, object]]:
@@ -141,6 +150,7 @@ def _scheme(
 
 
 _MERGES = {"glacier": ("clean_ice", "debris")}
+_PALETTE = ("#fdae61", "#abd9e9", "#d7191c", "#2c7bb6", "#ffffbf", "#1a9641")
 _GLACIER = ClassInfo(1, "glacier", "Glacier (clean or debris-covered)", "#4292c6")
 
 SCHEMES: dict[str, ClassScheme] = {
@@ -168,15 +178,29 @@ def get_scheme(name_or_path: str | Path) -> ClassScheme:
     d = yaml.safe_load(p.read_text())
     if not isinstance(d, dict) or "classes" not in d:
         raise ValueError(f"{p}: a class scheme needs 'classes' (and optionally name, groups)")
-    classes = [str(c) for c in d["classes"]]
-    merged = {"glacier": _GLACIER} if "glacier" in classes else None
-    return _scheme(
+    classes, outlines, extra = [], {}, {}
+    for i, c in enumerate(d["classes"]):
+        if isinstance(c, dict):
+            name = str(c["name"])
+            if "outlines" not in c:
+                raise ValueError(f"{p}: class {name!r} is a mapping but has no 'outlines' file")
+            f = Path(str(c["outlines"]))
+            outlines[name] = str(f if f.is_absolute() else (p.parent / f).resolve())
+            color = str(c.get("color", _PALETTE[i % len(_PALETTE)]))
+            extra[name] = ClassInfo(i, name, str(c.get("label", name)), color)
+        else:
+            classes.append(str(c))
+            continue
+        classes.append(name)
+    merged = ({"glacier": _GLACIER} if "glacier" in classes else {}) | extra
+    scheme = _scheme(
         str(d.get("name", p.stem)),
         classes,
         d.get("groups") or {},
         int(d.get("min_mapping_unit", 0)),
         merged,
     )
+    return replace(scheme, outlines=outlines)
 
 
 def scheme_from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -215,4 +239,39 @@ def map_labels(labels: np.ndarray, scheme: ClassScheme) -> np.ndarray:
     rule_ids = [c.id for c in scheme.classes if set(scheme.sources[c.name]) & set(RULE_CLASSES)]
     if scheme.min_mapping_unit > 1 and rule_ids:
         out = remove_small_patches(out, rule_ids, scheme.min_mapping_unit)
+    return out
+
+
+def burn_outline_classes(labels: Any, grid: Any, scheme: ClassScheme) -> Any:
+    """Burn the scheme's outline-file classes into a lazy label raster (block by block).
+
+    Polygons are read once (any vector format and CRS) and rasterised per Dask block where
+    the label is valid (not 255); later classes win where outlines overlap.
+    """
+    if not scheme.outlines:
+        return labels
+    from affine import Affine
+    from rasterio.features import rasterize
+
+    from glacierstack.labels import _polygons_in_crs
+
+    ids = {c.name: c.id for c in scheme.classes}
+    layers = [
+        (ids[n], list(_polygons_in_crs(f, grid, f"outlines of class {n!r}")))
+        for n, f in scheme.outlines.items()
+    ]
+
+    def block(b: np.ndarray, block_info: Any = None) -> np.ndarray:
+        (r0, _), (c0, _) = block_info[0]["array-location"]
+        t = grid.transform @ Affine.translation(c0, r0)
+        out = b.copy()
+        for cid, geoms in layers:
+            if geoms:
+                m = rasterize([(g, 1) for g in geoms], out_shape=b.shape, transform=t,
+                              dtype="uint8").astype(bool)  # fmt: skip
+                out[m & (b != NODATA_LABEL)] = cid
+        return out
+
+    out = labels.copy(data=labels.data.map_blocks(block, dtype=np.uint8))
+    out.attrs = dict(labels.attrs)
     return out

@@ -35,6 +35,13 @@ def train(
     split_file: Annotated[
         Path | None, typer.Option(help="Reuse this split.json (e.g. from another run).")
     ] = None,
+    split_areas: Annotated[
+        str | None,
+        typer.Option(
+            help="Spatial split from areas: a vector file with a 'split' column "
+            "(train/val/test), or TRAIN/TEST halves such as west/east (see cryonet split)."
+        ),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     num_workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
@@ -46,8 +53,8 @@ def train(
 
     Run under ``torchrun --nproc_per_node N`` for DistributedDataParallel training.
     """
-    from cryonet.train import load_config
-    from cryonet.train import train as run
+    from cryonet.training import load_config
+    from cryonet.training import train as run
 
     cfg = load_config(
         config,
@@ -65,6 +72,10 @@ def train(
     )
     if model is not None and encoder is None:
         cfg = replace(cfg, encoder=None)  # the model's/preset's default encoder
+    if split_areas is not None:
+        if split_file is not None:
+            raise typer.BadParameter("give either --split-file or --split-areas, not both")
+        split_file = _area_split(cube, out, split_areas, cfg.patch_size)
     result = run(cube, out, cfg, split=split_file, resume=resume, progress=progress)
     miou = result.best_val_miou
     score = "no validation patches" if miou is None else f"val mIoU {miou:.4f}"
@@ -91,7 +102,7 @@ def evaluate(
     Also writes the expected calibration error before/after temperature scaling
     (calibration.json) and a reliability diagram (reliability.png).
     """
-    from cryonet.evaluate import evaluate as run
+    from cryonet.evaluation import evaluate as run
 
     m = run(
         checkpoint,
@@ -133,8 +144,8 @@ def compare(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train and evaluate several models on the identical split; write the comparison table."""
-    from cryonet.evaluate import compare as run
-    from cryonet.train import load_config
+    from cryonet.evaluation import compare as run
+    from cryonet.training import load_config
 
     cfg = load_config(config, epochs=epochs, device=device, threads=threads)
     try:
@@ -148,3 +159,19 @@ def compare(
             f"{name}: mIoU {100 * m.miou:.2f} %, overall accuracy {100 * m.overall_accuracy:.2f} %"
         )
     typer.echo(f"comparison table: {out / 'comparison.md'}")
+
+
+def _area_split(cube: Path, out: Path, areas: str, patch_size: int) -> Path:
+    """Write the split of ``--split-areas`` next to the run (``split-areas.json``)."""
+    from cryonet.splitareas import split_from_areas
+
+    if Path(areas).exists():
+        spec = {"all": areas}
+    else:
+        train_area, _, test_area = areas.partition("/")
+        spec = {"train": train_area} | ({"test": test_area} if test_area else {})
+    sp = split_from_areas(cube, spec, patch_size)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "split-areas.json"
+    sp.to_json(path)
+    return path

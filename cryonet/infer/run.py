@@ -13,6 +13,7 @@ import torch
 import xarray as xr
 import zarr
 
+from cryonet.bands import band_index
 from cryonet.infer.blend import PROBABILITY_SCALE
 from cryonet.infer.mosaic import create_store, done_markers, finalise_store
 from cryonet.infer.schedule import execute
@@ -147,7 +148,7 @@ def _predict(
     # the client process needs the model's bands/classes; it only keeps a GPU copy if it runs
     # the tasks itself
     model = load_cached(source, tiling.resolved_device() if local else torch.device("cpu"))
-    band_index = _band_index(cube_bands, model.bands, cube)
+    index = band_index(model.bands, cube_bands, f"cube {cube}")
     cs = int(chunk_size) if chunk_size else default_chunk_size(tiling)
     if cs < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
@@ -170,7 +171,7 @@ def _predict(
     done = done_markers(out)
     plan = [(iy, ix) for iy, ix, _, _ in chunk_plan(grid.shape, cs) if not done[iy, ix]]
     threads = session.options.torch_threads
-    job = ChunkJob(str(cube), str(out), tuple(band_index), grid.shape, cs, tiling, threads)
+    job = ChunkJob(str(cube), str(out), tuple(index), grid.shape, cs, tiling, threads)
     execute(source, job, plan, session)
     finalise_store(out)
     return out
@@ -182,22 +183,12 @@ def _open_cube(cube: Path) -> xr.Dataset:
     return open_cube(cube)
 
 
-def _band_index(cube_bands: Sequence[str], model_bands: Sequence[str], cube: Path) -> list[int]:
-    missing = [b for b in model_bands if b not in cube_bands]
-    if missing:
-        raise ValueError(
-            f"cube {cube} lacks bands {missing} that the model needs; cube bands: "
-            f"{list(cube_bands)}"
-        )
-    return [list(cube_bands).index(b) for b in model_bands]
-
-
 def _software() -> dict[str, str]:
-    import cryonet
     import glacierstack
+    from cryonet._version import __version__
 
     return {
-        "cryonet": cryonet.__version__,
+        "cryonet": __version__,
         "glacierstack": getattr(glacierstack, "__version__", "unknown"),
         "torch": torch.__version__,
     }

@@ -33,7 +33,7 @@ from cryonet.data import (
 )
 from cryonet.engine import evaluate_loader, resolve_device
 from cryonet.metrics import SegmentationMetrics
-from cryonet.train import TrainConfig, train
+from cryonet.training import TrainConfig, train
 from glacierstack.classes import CLASSES, NODATA_LABEL, NUM_CLASSES
 
 __all__ = [
@@ -183,7 +183,9 @@ def evaluate(
     out
         If given, write the tables (``table_I_iou``, ``table_II_recall``,
         ``table_III_precision``, ``summary``; ``.md`` + ``.csv``), ``metrics.json`` and
-        ``confusion_matrix.png`` there.
+        ``confusion_matrix.png`` there, and ``calibration.json`` and ``reliability.png``: the
+        expected calibration error on the same pixels before (``T = 1``) and after the
+        checkpoint's temperature (:func:`cryonet.calibration.calibration_report`).
     name
         Row name in the tables (default: the checkpoint's model name).
     batch_size, num_workers, device, amp
@@ -195,21 +197,18 @@ def evaluate(
         Average with more checkpoints and/or over dihedral transforms, exactly as
         :func:`cryonet.infer.predict` does (:mod:`cryonet.infer.ensemble`).
 
-    With ``out``, also ``calibration.json`` and ``reliability.png``: the expected calibration
-    error on the same pixels before (``T = 1``) and after the checkpoint's temperature
-    (:func:`cryonet.calibration.calibration_report`).
-
     Returns
     -------
     SegmentationMetrics
     """
     dev = resolve_device(device)
-    source = CubeSource(cube)
+    model, ckpt = load_model(checkpoint, map_location=dev)
+    # the checkpoint's bands, by name, normalised with the checkpoint's statistics (as predict)
+    source = CubeSource(cube, bands=ckpt["bands"], stats=(ckpt["mean"], ckpt["std"]))
     if not isinstance(split, PatchSplit):
         p = Path(split)
         split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
     split.check_cube(source)
-    model, ckpt = load_model(checkpoint, map_location=dev, bands=source.bands)
     label = name or str(ckpt["model"].get("name", "model"))
     temperature = checkpoint_temperature(ckpt)
     from cryonet.infer.ensemble import model_source, parse_tta
