@@ -93,7 +93,8 @@ class CubeSource:
         bands: Sequence[str] | None = None,
         stats: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
-        self.path = Path(path)
+        # a URL (s3://...) stays a string: Path() would fold its '//'
+        self.path: Path | str = str(path) if "://" in str(path) else Path(path)
         ds = open_cube(self.path)
         for var in ("features", "labels", "band_mean", "band_std"):
             if var not in ds:

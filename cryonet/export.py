@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from glacierstack import storage
 from glacierstack.grid import Grid
+from glacierstack.provenance import location_ref
 
 __all__ = ["OUTLINE_GROUPS", "export_cog", "export_polygons"]
 
@@ -84,15 +86,21 @@ def export_cog(
     pathlib.Path
         ``out``.
     """
+    if storage.output_exists(out) and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    with storage.staged_output(out) as local:
+        _write_cog(mosaic, local, compress, blocksize)
+    return out if storage.is_url(out) else Path(out)  # type: ignore[return-value]
+
+
+def _write_cog(mosaic: str | os.PathLike[str], out: Path, compress: str, blocksize: int) -> None:
+    """Write the export of :func:`export_cog` to a local path (atomically)."""
     import rasterio
     import rasterio.shutil
     from rasterio.windows import Window
 
     from cryonet.infer import open_mosaic
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     ds = open_mosaic(mosaic)
     grid = Grid.from_attrs(ds.attrs["grid"])
     h, w = grid.shape
@@ -128,7 +136,7 @@ def export_cog(
             dst.update_tags(
                 1, classes=",".join(f"{c['id']}={c['name']}" for c in ds.attrs["classes"])
             )
-            dst.update_tags(source=Path(str(mosaic).rstrip("/")).name)
+            dst.update_tags(source=location_ref(mosaic))
         vrt = _with_legend(tmp_tif, table)
         part = Path(tmp) / "out.tif"
         rasterio.shutil.copy(
@@ -144,7 +152,6 @@ def export_cog(
         if aux.exists():  # the sidecar first: the .tif appearing is the completion signal
             os.replace(aux, out.with_name(out.name + ".aux.xml"))
         os.replace(part, out)
-    return out
 
 
 def _with_legend(tif: Path, table: Sequence[Mapping[str, Any]]) -> Path:
@@ -228,6 +235,20 @@ def export_polygons(
     The class map and the needed probabilities of the whole region are held in memory
     (1 byte per pixel each), which is fine up to a few 10^8 pixels.
     """
+    if storage.output_exists(out) and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    with storage.staged_output(out) as local:
+        _write_polygons(mosaic, local, groups, min_area_km2)
+    return out if storage.is_url(out) else Path(out)  # type: ignore[return-value]
+
+
+def _write_polygons(
+    mosaic: str | os.PathLike[str],
+    out: Path,
+    groups: Mapping[str, Sequence[str]] | None,
+    min_area_km2: float,
+) -> None:
+    """Write the export of :func:`export_polygons` to a local path (atomically)."""
     import geopandas as gpd
     import rasterio.features
     from scipy import ndimage
@@ -235,9 +256,6 @@ def export_polygons(
 
     from cryonet.infer import open_mosaic
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     ds = open_mosaic(mosaic)
     grid = Grid.from_attrs(ds.attrs["grid"])
     table = ds.attrs["classes"]
@@ -287,4 +305,3 @@ def export_polygons(
         for layer, gdf in layers.items():
             gdf.to_file(part, layer=layer, driver="GPKG", engine="pyogrio", geometry_type="Polygon")
         os.replace(part, out)
-    return out

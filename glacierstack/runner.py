@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 import dask
 
+from glacierstack.storage import configured
+
 __all__ = [
     "PROFILE_HELP",
     "SCHEDULER_HELP",
@@ -176,10 +178,17 @@ class RunnerOptions:
 
 # ------------------------------------------------------------------------- worker settings
 def _apply_settings(
-    torch_threads: int | None, gdal_env: Sequence[tuple[str, str]], warm: bool = True
+    torch_threads: int | None,
+    gdal_env: Sequence[tuple[str, str]],
+    warm: bool = True,
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """Apply worker settings in the current process (environment, torch, warm kernels)."""
+    """Apply worker settings in the current process (environment, torch, storage, kernels)."""
     os.environ.update(dict(gdal_env))
+    if storage_options:
+        from glacierstack.storage import configure
+
+        configure(storage_options)
     if torch_threads is not None:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(torch_threads)
@@ -209,6 +218,9 @@ class WorkerSettings(_WorkerPlugin):  # type: ignore[misc,valid-type]
         ``(name, value)`` GDAL configuration options exported as environment variables.
     warm_kernels
         Load the glacierstack Numba kernels (from the on-disk cache) before any task runs.
+    storage_options
+        fsspec storage options per protocol (:func:`glacierstack.storage.configure`), so that
+        workers reach the same object stores with the same credentials as the client.
     """
 
     name = "glacierstack-worker-settings"
@@ -218,14 +230,16 @@ class WorkerSettings(_WorkerPlugin):  # type: ignore[misc,valid-type]
         torch_threads: int | None = None,
         gdal_env: Sequence[tuple[str, str]] = (),
         warm_kernels: bool = True,
+        storage_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.torch_threads = torch_threads
         self.gdal_env = tuple(gdal_env)
         self.warm_kernels = warm_kernels
+        self.storage_options = dict(storage_options or {})
 
     def setup(self, worker: Any) -> None:
         """Apply the settings in the worker process (runs once per worker start)."""
-        _apply_settings(self.torch_threads, self.gdal_env, self.warm_kernels)
+        _apply_settings(self.torch_threads, self.gdal_env, self.warm_kernels, self.storage_options)
 
 
 # ------------------------------------------------------------------------------- session
@@ -369,7 +383,7 @@ def _local(sched: Scheduler, opts: RunnerOptions) -> Iterator[DaskSession]:
                 max_workers=opts.threads or os.cpu_count() or 1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_apply_settings,
-                initargs=(opts.torch_threads, opts.gdal_env, opts.warm_kernels),
+                initargs=(opts.torch_threads, opts.gdal_env, opts.warm_kernels, configured()),
             )
         else:
             _apply_settings(opts.torch_threads, opts.gdal_env, warm=False)  # warms on first use
@@ -382,8 +396,9 @@ def _local(sched: Scheduler, opts: RunnerOptions) -> Iterator[DaskSession]:
 
 
 def _with_client(client: Any, opts: RunnerOptions, *, owned: bool) -> Iterator[DaskSession]:
-    plugin = WorkerSettings(opts.torch_threads, opts.gdal_env, opts.warm_kernels)
-    if owned or opts.torch_threads is not None or opts.gdal_env:
+    conf = configured()  # storage options reach every worker, also ones joining later
+    plugin = WorkerSettings(opts.torch_threads, opts.gdal_env, opts.warm_kernels, conf)
+    if owned or opts.torch_threads is not None or opts.gdal_env or conf:
         client.register_plugin(plugin)
     link = getattr(client, "dashboard_link", None)
     if link and opts.progress:

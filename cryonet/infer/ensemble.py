@@ -202,7 +202,7 @@ def model_source(
     """
 
     def as_source(c: str | Path | ModelSource) -> ModelSource:
-        return c if isinstance(c, ModelSource) else CheckpointModel(Path(c))
+        return c if isinstance(c, ModelSource) else CheckpointModel(c)
 
     transforms = parse_tta(tta)
     first = as_source(checkpoint)

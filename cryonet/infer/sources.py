@@ -21,7 +21,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from glacierstack import storage
 from glacierstack.classes import class_table
+from glacierstack.provenance import location_ref
 
 __all__ = [
     "CheckpointModel",
@@ -104,11 +106,20 @@ class ModelSource(Protocol):
 
 @dataclass(frozen=True)
 class CheckpointModel:
-    """A model stored as a ``cryonet.checkpoint`` file (see ``docs/developer/contracts.md``)."""
+    """A model stored as a ``cryonet.checkpoint`` file (see ``docs/developer/contracts.md``).
 
-    path: Path
+    ``path`` is a local file or an fsspec URL (``s3://bucket/run/checkpoints/best.pt``); a URL
+    is downloaded once per machine (:func:`glacierstack.storage.local_file`) where it is loaded.
+    """
+
+    path: Path | str
 
     def __post_init__(self) -> None:
+        if storage.is_url(self.path):
+            if not storage.output_exists(self.path):
+                raise FileNotFoundError(f"checkpoint {self.path} does not exist")
+            object.__setattr__(self, "path", str(self.path))
+            return
         p = Path(self.path).expanduser().resolve()
         if not p.is_file():
             raise FileNotFoundError(f"checkpoint {p} does not exist")
@@ -117,13 +128,20 @@ class CheckpointModel:
     @property
     def cache_key(self) -> str:
         """Path, size and modification time: a rewritten checkpoint is reloaded."""
+        if isinstance(self.path, str):
+            url = storage.StoreURL.parse(self.path)
+            info = url.fs.info(url.path)
+            return f"ckpt:{self.path}:{info.get('size')}:{info.get('ETag') or info.get('mtime')}"
         st = self.path.stat()
         return f"ckpt:{self.path}:{st.st_size}:{st.st_mtime_ns}"
+
+    def _local(self) -> Path:
+        return storage.local_file(self.path)
 
     def sha256(self) -> str:
         """SHA-256 of the checkpoint file (recorded in the mosaic's provenance)."""
         h = hashlib.sha256()
-        with self.path.open("rb") as f:
+        with self._local().open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         return h.hexdigest()
@@ -133,7 +151,7 @@ class CheckpointModel:
         from cryonet.calibration import checkpoint_temperature
         from cryonet.checkpoint import load_model
 
-        module, meta = load_model(self.path, map_location=device)
+        module, meta = load_model(self._local(), map_location=device)
         return LoadedModel(
             module=module,
             bands=tuple(meta["bands"]),
@@ -141,7 +159,7 @@ class CheckpointModel:
             std=np.asarray(meta["std"]),
             classes=list(meta.get("classes") or class_table()),
             meta={
-                "checkpoint": self.path.name,
+                "checkpoint": location_ref(self.path),
                 "model": meta.get("model"),
                 "epoch": meta.get("epoch"),
                 "software": meta.get("software"),

@@ -34,7 +34,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +67,7 @@ from cryonet.engine import (
     seed_everything,
     set_rng_state,
 )
+from glacierstack import storage
 from glacierstack.classes import CLASS_NAMES, NODATA_LABEL, NUM_CLASSES
 from glacierstack.provenance import location_ref
 
@@ -354,9 +355,10 @@ def _calibrate_best(
 class TrainResult:
     """What :func:`train` returns."""
 
-    run_dir: Path
-    best_checkpoint: Path
-    last_checkpoint: Path
+    run_dir: Path | str
+    """The run directory (a URL string for a run on object storage)."""
+    best_checkpoint: Path | str
+    last_checkpoint: Path | str
     history: list[dict[str, Any]]
     best_val_miou: float | None
     """Best validation mIoU; ``None`` without validation patches (``best.pt`` is then the
@@ -642,7 +644,9 @@ def train(
     cube
         Zarr cube path.
     out
-        Run directory (created; reused for resuming).
+        Run directory (created; reused for resuming): a path, or an fsspec URL
+        (``s3://bucket/runs/a``), in which case the run is staged in a local temporary folder
+        (downloaded first, so it resumes) and uploaded when training ends or fails.
     config
         Training options; default :class:`TrainConfig` (the paper's recipe).
     split
@@ -664,6 +668,13 @@ def train(
     -------
     TrainResult
     """
+    if storage.is_url(out):
+        with storage.local_folder(out) as local:
+            res = train(cube, local, config, split=split, resume=resume, progress=progress,
+                        model_factory=model_factory, on_step=on_step)  # fmt: skip
+        url = str(out).rstrip("/")
+        return replace(res, run_dir=url, best_checkpoint=f"{url}/{BEST}",
+                       last_checkpoint=f"{url}/{LAST}")  # fmt: skip
     config = config or TrainConfig()
     r = _setup(cube, Path(out), config, split, model_factory)
     prog = _Progress()
