@@ -81,7 +81,8 @@ def child_cube(region: str, out: str, scheduler: str, threads: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     opts = RunnerOptions(scheduler, threads=threads, progress=False)
-    res: dict = {"scheduler": scheduler, "threads": threads, "tiles": _tiles(grid.shape)}
+    res: dict = {"scheduler": scheduler, "threads": threads, "tiles": _tiles(grid.shape),
+                 "area_km2": grid.area_km2}  # fmt: skip
     with dask_session(opts) as session:
         res["start_s"] = time.perf_counter() - t0
         client = session.client
@@ -312,7 +313,7 @@ def part_50km(r50: str, work: Path, ckpt: str) -> dict:
                          "local:2", "1", "1")  # fmt: skip
     print("predict50", big["predict"]["wall_s"], file=sys.stderr)
     big["export"] = run("export", str(work / "m50.zarr"), str(work))
-    big["s_per_km2_cube"] = big["cube_local2"]["wall_s"] / 2500.0
+    big["s_per_km2_cube"] = big["cube_local2"]["wall_s"] / big["cube_local2"]["area_km2"]
     return big
 
 
