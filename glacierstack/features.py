@@ -225,8 +225,8 @@ class PCASample:
         Side in pixels of the window read in each cell.
     """
 
-    cells: int = 8
-    window: int = 32
+    cells: int = 4
+    window: int = 64
 
     def __post_init__(self) -> None:
         if self.cells < 1 or self.window < 1:
