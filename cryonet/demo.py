@@ -61,7 +61,7 @@ class DemoConfig:
     seed: int = 0
     """Seed of the synthetic regions, the split, training and the permutations."""
     train_preset: str = "cpu"
-    """Training config (bundled preset name or YAML file) of :func:`cryonet.train.load_config`."""
+    """Training config (bundled preset or YAML file) of :func:`cryonet.training.load_config`."""
     train_overrides: Mapping[str, Any] = field(default_factory=dict)
     """Options replacing the preset's (e.g. ``{"epochs": 2}``)."""
     tile_size: int = 128
@@ -197,7 +197,7 @@ def _cube(preset: str) -> Callable[[_Context], dict[str, Any]]:  # preset or "po
 
 
 def _train_config(cfg: DemoConfig) -> Any:
-    from cryonet.train import load_config
+    from cryonet.training import load_config
 
     return load_config(
         cfg.train_preset, seed=cfg.seed, device=cfg.device, **dict(cfg.train_overrides)
@@ -205,7 +205,7 @@ def _train_config(cfg: DemoConfig) -> Any:
 
 
 def _run_train(ctx: _Context) -> dict[str, Any]:
-    from cryonet.train import train
+    from cryonet.training import train
 
     config = _train_config(ctx.config)
     run_dir = ctx.out / "train"
@@ -225,7 +225,7 @@ def _run_train(ctx: _Context) -> dict[str, Any]:
 
 
 def _run_evaluate(ctx: _Context) -> dict[str, Any]:
-    from cryonet.evaluate import evaluate
+    from cryonet.evaluation import evaluate
 
     out = ctx.out / "evaluate"
     m = evaluate(
@@ -315,7 +315,7 @@ def _run_outlines(ctx: _Context) -> dict[str, Any]:
 
 
 def _run_importance(ctx: _Context) -> dict[str, Any]:
-    from cryonet.importance import importance_from_checkpoint
+    from cryonet.permutation import importance_from_checkpoint
 
     cfg = ctx.config
     folder = ctx.out / "importance"

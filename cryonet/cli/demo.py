@@ -83,7 +83,7 @@ def importance(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Permutation channel importance (drop in mIoU/accuracy per shuffled band)."""
-    from cryonet.importance import importance_from_checkpoint
+    from cryonet.permutation import importance_from_checkpoint
 
     if mode not in ("samples", "pixels"):
         raise typer.BadParameter(f"--mode must be 'samples' or 'pixels', got {mode!r}")

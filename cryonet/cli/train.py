@@ -53,8 +53,8 @@ def train(
 
     Run under ``torchrun --nproc_per_node N`` for DistributedDataParallel training.
     """
-    from cryonet.train import load_config
-    from cryonet.train import train as run
+    from cryonet.training import load_config
+    from cryonet.training import train as run
 
     cfg = load_config(
         config,
@@ -102,7 +102,7 @@ def evaluate(
     Also writes the expected calibration error before/after temperature scaling
     (calibration.json) and a reliability diagram (reliability.png).
     """
-    from cryonet.evaluate import evaluate as run
+    from cryonet.evaluation import evaluate as run
 
     m = run(
         checkpoint,
@@ -144,8 +144,8 @@ def compare(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train and evaluate several models on the identical split; write the comparison table."""
-    from cryonet.evaluate import compare as run
-    from cryonet.train import load_config
+    from cryonet.evaluation import compare as run
+    from cryonet.training import load_config
 
     cfg = load_config(config, epochs=epochs, device=device, threads=threads)
     try:

@@ -33,7 +33,7 @@ from cryonet.data import (
 )
 from cryonet.engine import evaluate_loader, resolve_device
 from cryonet.metrics import SegmentationMetrics
-from cryonet.train import TrainConfig, train
+from cryonet.training import TrainConfig, train
 from glacierstack.classes import CLASSES, NODATA_LABEL, NUM_CLASSES
 
 __all__ = [
@@ -183,7 +183,9 @@ def evaluate(
     out
         If given, write the tables (``table_I_iou``, ``table_II_recall``,
         ``table_III_precision``, ``summary``; ``.md`` + ``.csv``), ``metrics.json`` and
-        ``confusion_matrix.png`` there.
+        ``confusion_matrix.png`` there, and ``calibration.json`` and ``reliability.png``: the
+        expected calibration error on the same pixels before (``T = 1``) and after the
+        checkpoint's temperature (:func:`cryonet.calibration.calibration_report`).
     name
         Row name in the tables (default: the checkpoint's model name).
     batch_size, num_workers, device, amp
@@ -194,10 +196,6 @@ def evaluate(
     ensemble, tta
         Average with more checkpoints and/or over dihedral transforms, exactly as
         :func:`cryonet.infer.predict` does (:mod:`cryonet.infer.ensemble`).
-
-        With ``out``, also ``calibration.json`` and ``reliability.png``: the expected
-        calibration error on the same pixels before (``T = 1``) and after the checkpoint's
-        temperature (:func:`cryonet.calibration.calibration_report`).
 
     Returns
     -------
