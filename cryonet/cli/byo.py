@@ -25,6 +25,7 @@ def split(
     train_area: Annotated[str | None, typer.Option(help=f"Train area: {_AREA}")] = None,
     val_area: Annotated[str | None, typer.Option(help="Validation area (optional)")] = None,
     test_area: Annotated[str | None, typer.Option(help="Test area (optional)")] = None,
+    overlap: Annotated[int, typer.Option(help="Pixels shared by neighbouring windows.")] = 0,
 ) -> None:
     """Write a spatial split.json from areas (use it with cryonet train --split-file)."""
     from cryonet.splitareas import split_from_areas
@@ -32,7 +33,7 @@ def split(
     spec = {"all": str(areas)} if areas else {}
     spec |= {k: v for k, v in (("train", train_area), ("val", val_area), ("test", test_area)) if v}
     try:
-        sp = split_from_areas(cube, spec, patch_size)
+        sp = split_from_areas(cube, spec, patch_size, overlap=overlap)
     except (ValueError, FileNotFoundError, KeyError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
