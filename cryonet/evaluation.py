@@ -217,7 +217,8 @@ def evaluate(
     from cryonet.infer.ensemble import model_source, parse_tta
 
     if ensemble or parse_tta(tta) != (0,):  # probabilities averaged (and calibrated) inside
-        model = model_source(checkpoint, [Path(p) for p in ensemble], tta).load(dev).module
+        averaged = model_source(checkpoint, [Path(p) for p in ensemble], tta).load(dev).module
+        model = averaged  # type: ignore[assignment]  # a plain callable: evaluate_loader takes it
         temperature = 1.0
     ds = PatchDataset(source, split.subset(subset), split.patch_size)
     if len(ds) == 0:

@@ -16,8 +16,8 @@ _CONFIG_HELP = "Training config: a YAML file or a bundled preset ('paper', 'cpu'
 
 @app.command()
 def train(
-    cube: Annotated[Path, typer.Option(help="Zarr feature cube (glacierstack build).")],
-    out: Annotated[Path, typer.Option(help="Run directory (resumed if it holds a run).")],
+    cube: Annotated[str, typer.Option(help="Zarr feature cube (glacierstack build).")],
+    out: Annotated[str, typer.Option(help="Run directory, path or URL (resumed).")],
     model: Annotated[
         str | None, typer.Option(help="Model or preset name (overrides the config).")
     ] = None,
@@ -161,8 +161,9 @@ def compare(
     typer.echo(f"comparison table: {out / 'comparison.md'}")
 
 
-def _area_split(cube: Path, out: Path, areas: str, patch_size: int) -> Path:
-    """Write the split of ``--split-areas`` next to the run (``split-areas.json``)."""
+def _area_split(cube: str, out: str, areas: str, patch_size: int) -> Path:
+    """Write the split of ``--split-areas`` next to the run (``split-areas.json``, local)."""
+    out = Path(out)  # type: ignore[assignment]
     from cryonet.splitareas import split_from_areas
 
     if Path(areas).exists():

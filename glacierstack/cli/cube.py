@@ -17,7 +17,9 @@ def cube(
     catalog: Annotated[
         str, typer.Option(help="Provider name, STAC API URL or path to a static catalog")
     ],
-    out: Annotated[Path, typer.Option(help="Zarr store to write, e.g. cube.zarr")],
+    out: Annotated[
+        str, typer.Option(help="Zarr store to write: cube.zarr or s3://bucket/cube.zarr")
+    ],
     bbox: Annotated[
         str | None, typer.Option(help="Region 'xmin,ymin,xmax,ymax' in --bbox-crs")
     ] = None,
