@@ -39,6 +39,7 @@ from torch import nn
 
 from cryonet._version import __version__
 from cryonet.models import SegmentationModel, create_model
+from glacierstack import storage
 
 FORMAT = "cryonet-checkpoint"
 FORMAT_VERSION = 1
@@ -219,6 +220,10 @@ def load_checkpoint(
     ValueError
         If the file is not a cryonet checkpoint (unsafe content, missing keys, newer format).
     """
+    if storage.is_url(path):  # s3://... : read from a local copy (fetched once per machine)
+        if not storage.output_exists(path):
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        path = storage.local_file(path)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")

@@ -16,8 +16,8 @@ _CONFIG_HELP = "Training config: a YAML file or a bundled preset ('paper', 'cpu'
 
 @app.command()
 def train(
-    cube: Annotated[Path, typer.Option(help="Zarr feature cube (glacierstack build).")],
-    out: Annotated[Path, typer.Option(help="Run directory (resumed if it holds a run).")],
+    cube: Annotated[str, typer.Option(help="Zarr feature cube (glacierstack build).")],
+    out: Annotated[str, typer.Option(help="Run directory, path or URL (resumed).")],
     model: Annotated[
         str | None, typer.Option(help="Model or preset name (overrides the config).")
     ] = None,
@@ -161,8 +161,9 @@ def compare(
     typer.echo(f"comparison table: {out / 'comparison.md'}")
 
 
-def _area_split(cube: Path, out: Path, areas: str, patch_size: int) -> Path:
-    """Write the split of ``--split-areas`` next to the run (``split-areas.json``)."""
+def _area_split(cube: str, out: str, areas: str, patch_size: int) -> Path:
+    """Write the split of ``--split-areas`` next to the run (``split-areas.json``, local)."""
+    run_dir = Path(out)
     from cryonet.splitareas import split_from_areas
 
     if Path(areas).exists():
@@ -171,7 +172,7 @@ def _area_split(cube: Path, out: Path, areas: str, patch_size: int) -> Path:
         train_area, _, test_area = areas.partition("/")
         spec = {"train": train_area} | ({"test": test_area} if test_area else {})
     sp = split_from_areas(cube, spec, patch_size)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "split-areas.json"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "split-areas.json"
     sp.to_json(path)
     return path
