@@ -225,12 +225,19 @@ def child_graph(region: str, km: float) -> dict:
 
 
 # --------------------------------------------------------------------------------- driver
+LOG: list[Path] = []  # each child's result is also appended here as it finishes
+
+
 def run(*args: str) -> dict:
     res = subprocess.run([sys.executable, str(HERE), "--child", *args], capture_output=True,
                          text=True, check=False)  # fmt: skip
     if res.returncode != 0:
         raise RuntimeError(f"child {args} failed:\n{res.stderr[-4000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    for log in LOG:
+        with log.open("a") as f:
+            f.write(json.dumps({"args": args, "result": out, "time": time.time()}) + "\n")
+    return out
 
 
 def _median(runs: list[dict], key: str) -> float:
@@ -251,6 +258,7 @@ def main() -> None:  # noqa: D103
     parts = set(a.parts.split(","))
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
+    LOG.append(Path(a.out).with_suffix(".jsonl"))
     reps = 1 if a.quick else a.repeats
     out: dict = {"load_before": list(__import__("os").getloadavg())}
     run("warm", "")  # fill the Numba on-disk cache once
@@ -305,15 +313,14 @@ def part_50km(r50: str, work: Path, ckpt: str) -> dict:
     """Cube (local:2 and threads, compared), predict and export on the 50 km region."""
     big = {"cube_local2": run("cube", r50, str(work / "c50-l2.zarr"), "local:2", "1")}
     print("cube50 local:2", big["cube_local2"]["wall_s"], file=sys.stderr)
-    big["cube_threads"] = run("cube", r50, str(work / "c50-th.zarr"), "threads", "2")
-    print("cube50 threads", big["cube_threads"]["wall_s"], file=sys.stderr)
-    big["identical"] = run("compare", str(work / "c50-l2.zarr"), str(work / "c50-th.zarr"))
-    shutil.rmtree(work / "c50-th.zarr", ignore_errors=True)
+    big["s_per_km2_cube"] = big["cube_local2"]["wall_s"] / big["cube_local2"]["area_km2"]
     big["predict"] = run("predict", ckpt, str(work / "c50-l2.zarr"), str(work / "m50.zarr"),
                          "local:2", "1", "1")  # fmt: skip
     print("predict50", big["predict"]["wall_s"], file=sys.stderr)
     big["export"] = run("export", str(work / "m50.zarr"), str(work))
-    big["s_per_km2_cube"] = big["cube_local2"]["wall_s"] / big["cube_local2"]["area_km2"]
+    big["cube_threads"] = run("cube", r50, str(work / "c50-th.zarr"), "threads", "2")
+    print("cube50 threads", big["cube_threads"]["wall_s"], file=sys.stderr)
+    big["identical"] = run("compare", str(work / "c50-l2.zarr"), str(work / "c50-th.zarr"))
     return big
 
 
