@@ -41,20 +41,21 @@ def demo(
     for s in (redo_step or []) + ([until] if until else []):
         if s not in names:
             raise typer.BadParameter(f"unknown step {s!r}; steps are {names}")
-    options: dict[str, object] = {"html": html}
+    from dataclasses import replace
+
+    from cryonet.demo import DemoConfig
+
+    config = DemoConfig(html=html)
+    if size_km is not None:
+        config = replace(config, size_km=size_km)
     if seed is not None:
-        options["seed"] = seed
+        config = replace(config, seed=seed)
     if device is not None:
-        options["device"] = device
+        config = replace(config, device=device)
     if epochs is not None:
-        options["train_overrides"] = {"epochs": epochs}
+        config = replace(config, train_overrides={"epochs": epochs})
     res = run_demo(
-        out,
-        size_km=size_km,
-        redo=True if redo else (redo_step or False),
-        until=until,
-        progress=progress,
-        **options,
+        out, config, redo=True if redo else (redo_step or False), until=until, progress=progress
     )
     typer.echo(str(res.report))
 

@@ -13,6 +13,7 @@ rioxarray, odc-geo and GDAL's Zarr driver read). While a run is in progress a
 from __future__ import annotations
 
 import math
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ def finalise_store(out: Path) -> None:
     zarr.consolidate_metadata(str(out))
 
 
-def open_mosaic(path: str | Path, *, chunks: Any = None) -> xr.Dataset:
+def open_mosaic(path: str | os.PathLike[str], *, chunks: Any = None) -> xr.Dataset:
     """Open a finished :func:`predict` store (CRS decoded, refuses unfinished stores).
 
     Parameters

@@ -158,9 +158,10 @@ def _predict(
         shutil.rmtree(out)
     if out.exists():
         attrs = dict(zarr.open_group(out, mode="r").attrs)
-        if attrs.get("run") != signature:
+        previous: Any = attrs.get("run")
+        if previous != signature:
             raise ValueError(
-                f"{out} holds a different run ({_diff(attrs.get('run'), signature)}); "
+                f"{out} holds a different run ({_diff(previous, signature)}); "
                 "pass overwrite=True (--overwrite) to replace it"
             )
         if attrs.get("complete"):

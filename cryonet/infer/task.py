@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import zarr
 
@@ -44,7 +45,7 @@ def run_chunk(source: ModelSource, job: ChunkJob, iy: int, ix: int) -> int:
     cs = job.chunk_size
     target = (slice(iy * cs, min((iy + 1) * cs, h)), slice(ix * cs, min((ix + 1) * cs, w)))
     wy, wx = input_window(job.region_shape, target, tiling)
-    raw = _array(job.cube, "features", "r")[:, wy, wx]
+    raw = np.asarray(_array(job.cube, "features", "r")[:, wy, wx])
     if list(job.band_index) != list(range(raw.shape[0])):
         raw = raw[list(job.band_index)]
     x, nodata = normalise(raw, model)
