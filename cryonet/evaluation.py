@@ -34,7 +34,7 @@ from cryonet.data import (
 from cryonet.engine import evaluate_loader, resolve_device
 from cryonet.metrics import SegmentationMetrics
 from cryonet.training import TrainConfig, train
-from glacierstack.classes import CLASSES, NODATA_LABEL, NUM_CLASSES
+from glacierstack.classes import CLASS_NAMES, CLASSES, NODATA_LABEL, ClassInfo
 
 __all__ = [
     "PAPER_CLASS_ORDER",
@@ -69,14 +69,17 @@ def metric_tables(results: Mapping[str, SegmentationMetrics]) -> dict[str, Any]:
     import pandas as pd
 
     tables: dict[str, Any] = {}
+    # the paper's column order for its five classes; any other class scheme in its own order
+    names = list(next(iter(results.values())).class_names) if results else []
+    order = list(PAPER_CLASS_ORDER) if set(names) == set(PAPER_CLASS_ORDER) else names
     for key, (_, _, mean_name) in _TABLES.items():
         rows = {}
         for name, m in results.items():
             values = dict(zip(m.class_names, getattr(m, key), strict=True))
             mean = {"iou": m.miou, "recall": m.mean_recall, "precision": m.mean_precision}[key]
-            rows[name] = [100 * values[c] for c in PAPER_CLASS_ORDER] + [100 * mean]
+            rows[name] = [100 * values[c] for c in order] + [100 * mean]
         df = pd.DataFrame.from_dict(
-            rows, orient="index", columns=[_LABELS[c] for c in PAPER_CLASS_ORDER] + [mean_name]
+            rows, orient="index", columns=[_LABELS.get(c, c) for c in order] + [mean_name]
         )
         df.index.name = "Model"
         tables[key] = df
@@ -238,9 +241,12 @@ def evaluate(
                 seen[...] = True
             return y
 
+    # the checkpoint's class scheme (the five CryoNet classes for older checkpoints)
+    names = tuple(str(c["name"]) for c in ckpt.get("classes") or []) or CLASS_NAMES
     metrics, _ = evaluate_loader(
-        model, loader, dev, num_classes=NUM_CLASSES, amp=amp, target_hook=hook
-    )
+        model, loader, dev, num_classes=len(names), class_names=names, amp=amp,
+        target_hook=hook,
+    )  # fmt: skip
     if out is not None:
         from cryonet.calibration import calibration_report
         from cryonet.report import plot_confusion_matrix
@@ -257,6 +263,7 @@ def evaluate(
         plot_confusion_matrix(
             metrics.confusion,
             Path(out) / "confusion_matrix.png",
+            classes=[ClassInfo(**c) for c in ckpt.get("classes") or []] or CLASSES,
             title=f"{label}: confusion matrix ({subset} patches)",
         )
     return metrics
