@@ -18,6 +18,7 @@ import dask
 import numpy as np
 
 from glacierstack.grid import Grid
+from glacierstack.inputs import ReadConfig
 from glacierstack.labels import LabelRules, Outlines, make_labels
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
 from glacierstack.store import write_cube
@@ -183,6 +184,8 @@ def build_cube(
     chunk_size: int = 512,
     overwrite: bool = False,
     progress: bool = True,
+    provider: str | None = None,
+    read: ReadConfig | None = None,
 ) -> Path:
     """Build the feature + label cube of a region from a STAC catalog into Zarr.
 
@@ -224,6 +227,13 @@ def build_cube(
         without it.
     progress
         Show progress bars.
+    provider
+        Provider config (name or YAML path) for the catalog(s), instead of the one detected
+        from the URL, the recorded links or the collection ids.
+    read
+        How the input files are read and checked
+        (:class:`~glacierstack.inputs.ReadConfig`: GDAL options and HTTP headers carried to
+        every Dask worker, ``allow_missing``, physical range check).
 
     Returns
     -------
@@ -238,6 +248,8 @@ def build_cube(
         A needed asset or modality is missing.
     ValueError
         Bad bbox/grid, unreadable outlines, or a layer with no valid pixel in the region.
+    glacierstack.inputs.InputError
+        An input file is unreadable (names the href) or contradicts its STAC metadata.
     """
     from glacierstack.catalog import open_catalog
     from glacierstack.features import compute_features
@@ -255,7 +267,7 @@ def build_cube(
         truth_cat = None
         mods = list(modalities) if modalities is not None else list(catalog)
     else:
-        source = open_catalog(catalog)
+        source = open_catalog(catalog, provider)
         truth_cat = source
         if isinstance(modalities, Mapping):
             raise TypeError("a modalities mapping needs catalog to be a mapping too")
@@ -265,7 +277,9 @@ def build_cube(
             else modalities_for_layers(source.provider, names)
         )
 
-    raw = load_modalities(source, grid, datetime, mods, chunks=chunk_size)
+    raw = load_modalities(
+        source, grid, datetime, mods, chunks=chunk_size, provider=provider, read=read
+    )
     feats = compute_features(raw, names, **dict(feature_options or {}))
 
     # inputs of the labelling rules
@@ -310,6 +324,8 @@ def build_cube(
         "label_precedence": labels.attrs["precedence"],
         "outlines": outline_source,
         "nodata_rule": "labels are 255 where any feature layer is NaN",
+        "read": raw.attrs["read"],
+        "missing_inputs": raw.attrs["missing_inputs"],
     }  # fmt: skip
     items = list(raw.attrs.get("stac_items", [])) + truth_item
     # what decides whether an unfinished store may be resumed: the request, not derived values

@@ -13,9 +13,10 @@ naming happen here, so another loader (odc-stac) only has to implement one metho
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pystac
@@ -24,6 +25,7 @@ import xarray as xr
 
 from glacierstack.catalog import Catalog, Selection, open_catalog, select_items
 from glacierstack.grid import Grid
+from glacierstack.inputs import MissingInput, ReadConfig, check_assets, check_range
 from glacierstack.modalities import BandSpec, ModalitySpec, choose_band_set, resolve_scale_offset
 
 __all__ = [
@@ -63,8 +65,8 @@ class RasterLoader(Protocol):
 class StackstacLoader:
     """:class:`RasterLoader` backed by stackstac (GDAL ``WarpedVRT`` per asset and chunk)."""
 
-    gdal_env: Any = None
-    """Optional :class:`stackstac.rio_env.LayeredEnv` (GDAL options for remote reads)."""
+    read: ReadConfig = ReadConfig()
+    """GDAL options, HTTP headers and missing-file policy; carried inside every read task."""
 
     def load(
         self,
@@ -79,7 +81,6 @@ class StackstacLoader:
         """Load ``assets`` of ``items`` onto ``grid`` (see :class:`RasterLoader`)."""
         from glacierstack import _compat
 
-        kw = {"gdal_env": self.gdal_env} if self.gdal_env is not None else {}
         arr = _compat.stack(
             items,
             assets=assets,
@@ -91,7 +92,8 @@ class StackstacLoader:
             rescale=False,
             resampling=resampling,
             chunksize=chunks,
-            **kw,
+            gdal_env=self.read.layered_env(),
+            errors_as_nodata=self.read.errors_as_nodata(),
         )
         if arr.sizes["time"] != len(items):
             # stackstac drops items entirely outside the bounds; callers pass only
@@ -191,8 +193,16 @@ def _load_acquisition(
     items: Sequence[pystac.Item],
     grid: Grid,
     chunks: int,
+    read: ReadConfig,
 ) -> dict[str, xr.DataArray]:
-    """Load one acquisition (items of one day, mosaicked) -> ``{band name: (y, x)}``."""
+    """Load one acquisition (items of one day, mosaicked) -> ``{band name: (y, x)}``.
+
+    With ``read.check_files`` every asset's header is opened first (:func:`check_assets`);
+    the assets masked under ``allow_missing`` are listed in the band's ``missing_inputs``.
+    """
+    missing: list[MissingInput] = []
+    if read.check_files:
+        missing = check_assets(spec, bands, items, read)
     scale, offset, nodata = _encoding_arrays(spec, bands, items)
     out: dict[str, xr.DataArray] = {}
     # One loader call per (resampling, dtype) group of bands.
@@ -217,6 +227,7 @@ def _load_acquisition(
             # Belt and braces: mask the declared nodata even if the file lacks the tag.
             raw = raw.where((raw != nd.astype(dtype)) | nd.isnull())
             raw = raw * sc + of
+            raw = check_range(raw, [bands[j] for j in idx], items, read)
         mosaic = _mosaic(raw)
         for k, j in enumerate(idx):
             b = bands[j]
@@ -231,6 +242,7 @@ def _load_acquisition(
                 "scale": sorted({float(v) for v in scale[:, j]}),
                 "offset": sorted({float(v) for v in offset[:, j]}),
                 "stac_items": [it.id for it in items],
+                "missing_inputs": [m.href for m in missing if m.band == b.name],
             }
             out[b.name] = da
     return out
@@ -244,15 +256,20 @@ def load_modality(
     *,
     loader: RasterLoader | None = None,
     chunks: int = 1024,
+    read: ReadConfig | None = None,
 ) -> tuple[dict[str, xr.DataArray], Selection]:
     """Search, select and stack one modality onto ``grid``.
+
+    ``read`` (default :class:`~glacierstack.inputs.ReadConfig`) sets how files are read and
+    checked; the default loader reads with it.
 
     Returns
     -------
     (dict, Selection)
         ``{canonical band name: lazy (y, x) DataArray}`` and the chosen items.
     """
-    loader = loader or StackstacLoader()
+    read = read or ReadConfig()
+    loader = loader or StackstacLoader(read=read)
     aoi = grid.bbox_lonlat()
     found = catalog.search_modality(spec, aoi, datetime=datetime)
     bands = choose_band_set(spec, [set(it.assets) for it in found])
@@ -260,11 +277,12 @@ def load_modality(
     if spec.select == "pair":
         out: dict[str, xr.DataArray] = {}
         for suffix, acq in zip(("ref", "sec"), sel.acquisitions, strict=True):
-            for name, da in _load_acquisition(loader, spec, bands, acq, grid, chunks).items():
+            for name, da in _load_acquisition(loader, spec, bands, acq, grid, chunks, read).items():
                 da.attrs["datetime"] = str(acq[0].datetime)
                 out[f"{name}_{suffix}"] = da
         return out, sel
-    return _load_acquisition(loader, spec, bands, sel.acquisitions[0], grid, chunks), sel
+    acq = sel.acquisitions[0]
+    return _load_acquisition(loader, spec, bands, acq, grid, chunks, read), sel
 
 
 def load_modalities(
@@ -276,6 +294,7 @@ def load_modalities(
     loader: RasterLoader | None = None,
     chunks: int = 1024,
     provider: str | None = None,
+    read: ReadConfig | None = None,
 ) -> xr.Dataset:
     """Load the raw modality dataset on ``grid`` (lazy).
 
@@ -299,14 +318,19 @@ def load_modalities(
     chunks
         Spatial Dask chunk size in pixels.
     provider
-        Provider config name, overriding detection (for a single ``catalog``).
+        Provider config name or YAML path, overriding detection (applies to every source).
+    read
+        How pixels are read and checked (:class:`~glacierstack.inputs.ReadConfig`: GDAL
+        options and HTTP headers carried to every Dask worker, ``allow_missing``, the
+        physical range check). Default: ``ReadConfig()``.
 
     Returns
     -------
     xarray.Dataset
         Variables ``B01..B12`` (reflectance), ``elevation`` (m), ``lst`` (K), ``velocity`` or
         ``vx``/``vy`` (m/yr), ``s1_ref``/``s1_sec`` (complex64), float32 with NaN for nodata;
-        attrs ``grid``, ``stac_items``, ``datetime``, ``modalities``.
+        attrs ``grid``, ``stac_items``, ``datetime``, ``modalities``, ``read`` and
+        ``missing_inputs`` (hrefs masked under ``allow_missing``).
 
     Raises
     ------
@@ -314,6 +338,10 @@ def load_modalities(
         If a modality has no item (message names collection, bbox and dates).
     KeyError
         For an unknown modality or missing assets.
+    InputError
+        For an unreadable file (without ``allow_missing``) or one that contradicts its STAC
+        metadata; the message names band and href. Values outside the band's physical
+        range raise it when the pixels are computed.
     """
     if isinstance(catalog, Mapping):
         sources = {m: open_catalog(src, provider) for m, src in catalog.items()}
@@ -331,7 +359,9 @@ def load_modalities(
     for name in names:
         cat_m = sources[name]
         spec = cat_m.provider.modality(name)
-        arrays, sel = load_modality(cat_m, spec, grid, datetime, loader=loader, chunks=chunks)
+        arrays, sel = load_modality(
+            cat_m, spec, grid, datetime, loader=loader, chunks=chunks, read=read
+        )
         clash = set(arrays) & set(data)
         if clash:
             raise ValueError(f"modality {name!r} provides bands {sorted(clash)} already loaded")
@@ -345,5 +375,13 @@ def load_modalities(
         "stac_items": item_ids,
         "datetime": datetime or "",
         "modalities": chosen,
+        "read": (read or ReadConfig()).to_attrs(),
+        "missing_inputs": [h for da in data.values() for h in da.attrs["missing_inputs"]],
     }
+    if ds.attrs["missing_inputs"]:
+        warnings.warn(
+            f"masked {len(ds.attrs['missing_inputs'])} unreadable inputs (allow_missing): "
+            f"{ds.attrs['missing_inputs'][:3]}",
+            stacklevel=2,
+        )
     return ds

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from glacierstack.cli import app
-from glacierstack.cli._common import parse_bbox
+from glacierstack.cli._common import (
+    GDAL_ENV_HELP,
+    HEADER_HELP,
+    PROVIDER_HELP,
+    parse_bbox,
+    parse_pairs,
+)
 
 
 @app.command()
@@ -28,10 +34,10 @@ def cube(
     ] = None,
     resolution: Annotated[float, typer.Option(help="Pixel size in metres")] = 10.0,
     glacier_outlines: Annotated[
-        Path | None, typer.Option(help="Glacier outlines (any vector format and CRS)")
+        str | None, typer.Option(help="Glacier outlines, path or URL (any vector format, CRS)")
     ] = None,
     debris_outlines: Annotated[
-        Path | None, typer.Option(help="Debris-cover outlines (any vector format and CRS)")
+        str | None, typer.Option(help="Debris-cover outlines, path or URL (any vector format)")
     ] = None,
     water_ndwi: Annotated[float, typer.Option(help="Water where NDWI > this")] = 0.17,
     vegetation_ndvi: Annotated[float, typer.Option(help="Vegetation where NDVI > this")] = 0.3,
@@ -45,21 +51,37 @@ def cube(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+    provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP)] = None,
+    header: Annotated[list[str] | None, typer.Option(help=HEADER_HELP)] = None,
+    gdal_env: Annotated[list[str] | None, typer.Option(help=GDAL_ENV_HELP)] = None,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            help="Mask input files that cannot be read (listed in the cube attrs "
+            "'missing_inputs') instead of failing"
+        ),
+    ] = False,
 ) -> None:
     """Build the feature + label cube of a region from a STAC catalog into a Zarr store.
 
     Rerunning the same command after an interruption resumes the unfinished store.
     """
-    from glacierstack.catalog import EmptySearchError
+    from glacierstack.catalog import EmptySearchError, open_catalog
+    from glacierstack.inputs import ReadConfig
     from glacierstack.labels import LabelRules
     from glacierstack.pipeline import build_cube, scheduler_context
     from glacierstack.store import CubeError
 
     rules = LabelRules(water_ndwi=water_ndwi, vegetation_ndvi=vegetation_ndvi)
+    headers = parse_pairs(header, ":", "--header")
+    read = ReadConfig.create(
+        parse_pairs(gdal_env, "=", "--gdal-env"), headers, allow_missing=allow_missing
+    )
     try:
+        cat = open_catalog(catalog, provider, headers=headers)
         with scheduler_context(scheduler):
             path = build_cube(
-                catalog,
+                cat,
                 out,
                 bbox=parse_bbox(bbox),
                 bbox_crs=bbox_crs,
@@ -72,6 +94,7 @@ def cube(
                 chunk_size=chunk_size,
                 overwrite=overwrite,
                 progress=progress,
+                read=read,
             )
     except (EmptySearchError, KeyError, FileNotFoundError, FileExistsError, CubeError) as e:
         typer.echo(f"error: {e.args[0] if e.args else e}", err=True)
