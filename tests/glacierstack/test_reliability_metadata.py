@@ -87,7 +87,7 @@ def test_missing_file_at_compute_time_is_not_silently_nan(region):
     )
     tif.unlink()
     with pytest.raises(RuntimeError, match=str(tif.name)):
-        ds.B03.values
+        ds.B03.compute()
 
 
 def _rewrite_as_physical_float32(tif: Path, scale: float, offset: float) -> np.ndarray:
@@ -143,7 +143,7 @@ def test_wrong_scale_fails_the_physical_range_check(region):
         p.write_text(json.dumps(d))
     ds = load_modalities(root / "catalog.json", grid, window, ["lst"])
     with pytest.raises(InputError) as e:
-        ds.lst.values
+        ds.lst.compute()
     msg = str(e.value)
     lo, hi = PHYSICAL_RANGES["kelvin"]
     assert "'lst'" in msg and "lwir11.tif" in msg and f"[{lo:g}, {hi:g}]" in msg
@@ -168,7 +168,7 @@ def test_a_few_outliers_below_the_threshold_pass(region):
         z[:] = 20000.0
         dst.write(z, 1)
     with pytest.raises(InputError, match=r"'elevation'.*100%.*\[-500, 9000\]"):
-        load_modalities(root / "catalog.json", grid, window, ["dem"]).elevation.values
+        load_modalities(root / "catalog.json", grid, window, ["dem"]).elevation.compute()
 
 
 def test_read_config_gdal_options_and_attrs_hide_secrets():
