@@ -105,7 +105,7 @@ def truth_outlines(catalog: Any, grid: Grid) -> tuple[str, str, str] | None:
     KeyError
         If the truth item lacks an outline asset.
     """
-    if not catalog.is_static or TRUTH_COLLECTION not in catalog.collections():
+    if TRUTH_COLLECTION not in catalog.collections():  # static catalogs and APIs alike
         return None
     items = catalog.search(TRUTH_COLLECTION, grid.bbox_lonlat(), raise_empty=False)
     if not items:
