@@ -52,14 +52,15 @@ def _child(args: list[str]) -> dict:
 # ------------------------------------------------------------------------- child commands
 def cmd_build(catalog: str, grid_json: str, datetime: str, out: str, scheduler: str | None) -> None:
     from glacierstack.grid import Grid
-    from glacierstack.pipeline import build_cube, scheduler_context
+    from glacierstack.pipeline import build_cube
+    from glacierstack.runner import RunnerOptions
 
     grid = Grid.from_attrs(json.loads(grid_json))
     shutil.rmtree(out, ignore_errors=True)
     with PeakRSS() as rss:
         t0 = time.perf_counter()
-        with scheduler_context(scheduler):
-            build_cube(catalog, out, grid=grid, datetime=datetime or None, progress=False)
+        runner = RunnerOptions(scheduler=scheduler, progress=False)
+        build_cube(catalog, out, grid=grid, datetime=datetime or None, runner=runner)
         wall = time.perf_counter() - t0
     print(json.dumps({"wall_s": wall, "peak_rss_mb": rss.peak / 2**20}))
 

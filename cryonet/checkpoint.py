@@ -18,6 +18,8 @@ key            content
 ``metrics``    dict of plain values (e.g. validation mIoU)
 ``software``   ``{"cryonet": ..., "torch": ...}`` versions that wrote it
 ``extra``      free-form plain dict (e.g. the training config)
+``calibration`` optional: temperature scaling fitted after training
+               (:mod:`cryonet.calibration`; ``{"temperature", "ece_before", "ece_after", ...}``)
 ============== ==============================================================================
 """
 
@@ -35,8 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-import cryonet
+from cryonet._version import __version__
 from cryonet.models import SegmentationModel, create_model
+from glacierstack import storage
 
 FORMAT = "cryonet-checkpoint"
 FORMAT_VERSION = 1
@@ -171,10 +174,13 @@ def save_checkpoint(
         "classes": table,
         "epoch": None if epoch is None else int(epoch),
         "metrics": _plain(dict(metrics or {}), "metrics"),
-        "software": {"cryonet": str(cryonet.__version__), "torch": str(torch.__version__)},
+        "software": {"cryonet": str(__version__), "torch": str(torch.__version__)},
         "extra": _plain(dict(extra or {}), "extra"),
     }
-    path = Path(path)
+    return _write_atomic(Path(path), ckpt)
+
+
+def _write_atomic(path: Path, ckpt: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -185,6 +191,21 @@ def save_checkpoint(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def rewrite_checkpoint(path: str | os.PathLike[str], ckpt: Mapping[str, Any]) -> Path:
+    """Atomically replace a checkpoint with an updated dict from :func:`load_checkpoint`.
+
+    Used to add entries after training (e.g. ``calibration``); the dict must still be a valid
+    checkpoint and hold only plain values.
+    """
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if ckpt.get("format") != FORMAT or missing:
+        raise ValueError(
+            f"refusing to write {path}: not a cryonet checkpoint dict (missing {missing})"
+        )
+    plain = {k: (v if k == "state_dict" else _plain(v, k)) for k, v in ckpt.items()}
+    return _write_atomic(Path(path), plain)
 
 
 def load_checkpoint(
@@ -199,6 +220,10 @@ def load_checkpoint(
     ValueError
         If the file is not a cryonet checkpoint (unsafe content, missing keys, newer format).
     """
+    if storage.is_url(path):  # s3://... : read from a local copy (fetched once per machine)
+        if not storage.output_exists(path):
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        path = storage.local_file(path)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -214,38 +239,22 @@ def load_checkpoint(
     if ckpt["version"] > FORMAT_VERSION:
         raise ValueError(
             f"checkpoint {path} has format version {ckpt['version']}; this cryonet "
-            f"({cryonet.__version__}) reads up to {FORMAT_VERSION}"
+            f"({__version__}) reads up to {FORMAT_VERSION}"
         )
     return ckpt
 
 
 def check_bands(
     checkpoint_bands: Sequence[str], cube_bands: Sequence[str], source: str = "checkpoint"
-) -> None:
-    """Raise ``ValueError`` unless the cube's band list equals the checkpoint's, in order.
+) -> list[int]:
+    """Check that a cube holds every band of a checkpoint; return their positions in the cube.
 
-    The message names the bands missing from the cube, the extra bands in the cube, or the
-    first position where the order differs.
+    The one band rule (:mod:`cryonet.bands`): bands are taken by name, in the checkpoint's
+    order; the cube's order and extra bands do not matter. The message names the missing bands.
     """
-    ck, cu = [str(b) for b in checkpoint_bands], [str(b) for b in cube_bands]
-    if ck == cu:
-        return
-    missing = [b for b in ck if b not in cu]
-    extra = [b for b in cu if b not in ck]
-    if missing or extra:
-        detail = []
-        if missing:
-            detail.append(f"missing from the cube: {missing}")
-        if extra:
-            detail.append(f"not used by the {source}: {extra}")
-        msg = "; ".join(detail)
-    else:
-        i = next(i for i, (a, b) in enumerate(zip(ck, cu, strict=True)) if a != b)
-        msg = f"same bands in a different order (position {i}: {source} {ck[i]!r}, cube {cu[i]!r})"
-    raise ValueError(
-        f"band list of the cube ({len(cu)} bands) does not match the {source} "
-        f"({len(ck)} bands): {msg}"
-    )
+    from cryonet.bands import band_index
+
+    return band_index(checkpoint_bands, cube_bands, f"the cube for the {source}")
 
 
 def load_model(
@@ -262,8 +271,8 @@ def load_model(
     map_location
         Device for the weights and the returned model.
     bands
-        The band list of the cube the model will be applied to; if given it must equal the
-        checkpoint's (see :func:`check_bands`).
+        The band list of the cube the model will be applied to; if given it must hold every
+        band of the checkpoint, in any order (see :func:`check_bands`).
 
     Returns
     -------
@@ -276,7 +285,7 @@ def load_model(
     Raises
     ------
     ValueError
-        If the file is not a valid checkpoint or ``bands`` differ from the checkpoint's.
+        If the file is not a valid checkpoint or ``bands`` lack some of the checkpoint's.
     """
     ckpt = load_checkpoint(path, map_location=map_location)
     if bands is not None:

@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from glacierstack.features import FeatureOptions, GLCMParams, compute_features
     from glacierstack.labels import LabelRules, make_labels
     from glacierstack.modalities import get_provider, list_providers
-    from glacierstack.pipeline import build_cube, scheduler_context
+    from glacierstack.pipeline import build_cube
+    from glacierstack.runner import RunnerOptions, dask_session
     from glacierstack.stack import load_modalities
     from glacierstack.store import CubeError, IncompleteCubeError, open_cube, write_cube
     from glacierstack.synthetic import generate_region
@@ -67,7 +68,8 @@ _LAZY: dict[str, str] = {
     "write_cube": "glacierstack.store",
     "open_cube": "glacierstack.store",
     "build_cube": "glacierstack.pipeline",
-    "scheduler_context": "glacierstack.pipeline",
+    "RunnerOptions": "glacierstack.runner",
+    "dask_session": "glacierstack.runner",
     "stac_from_files": "glacierstack.byo",
     "summary": "glacierstack.accessor",
     "CubeSummary": "glacierstack.accessor",
@@ -88,9 +90,11 @@ __all__ = [
     "Grid",
     "IncompleteCubeError",
     "LabelRules",
+    "RunnerOptions",
     "__version__",
     "build_cube",
     "compute_features",
+    "dask_session",
     "generate_region",
     "get_provider",
     "list_providers",
@@ -99,7 +103,6 @@ __all__ = [
     "open_catalog",
     "open_cube",
     "resolve_layers",
-    "scheduler_context",
     "search",
     "stac_from_files",
     "summary",

@@ -3,7 +3,7 @@
 Files are grouped into items by a regular expression on the file stem with the named groups
 ``item`` and ``asset``; the default ``^(?P<item>.+)_(?P<asset>[^_]+)$`` makes
 ``crop_ALA_G0120_0000_vx.tif`` and ``..._vy.tif`` one item ``crop_ALA_G0120_0000`` with assets
-``vx`` and ``vy``. Each asset gets the projection (``proj:code``, ``proj:epsg``, ``proj:shape``,
+``vx`` and ``vy``. Each asset gets the projection (``proj:code``, ``proj:shape``,
 ``proj:transform``) and raster (``raster:bands``: dtype, nodata, scale/offset, unit) fields
 that :mod:`glacierstack.stack` reads, via rio-stac. The result opens with
 :func:`glacierstack.catalog.open_catalog` like any other static catalog.
@@ -14,7 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,86 +24,240 @@ import pystac
 import rasterio
 
 from glacierstack.catalog import parse_datetime
+from glacierstack.stac_fields import EO_EXT, PROJ_EXT, RASTER_EXT, eo_common_name, raster_data_type
 
-__all__ = ["stac_from_files", "DEFAULT_PATTERN"]
+__all__ = ["DEFAULT_PATTERN", "EncodingOptions", "parse_bands", "stac_from_files"]
 
 #: Default file-stem pattern: item id, underscore, asset key.
 DEFAULT_PATTERN = r"^(?P<item>.+)_(?P<asset>[^_]+)$"
 
 
-def _asset_fields(path: Path) -> tuple[dict[str, Any], str | None, list[float]]:
-    """Projection + raster fields of one single-band file, its EPSG code and lon/lat bbox."""
+@dataclass(frozen=True)
+class EncodingOptions:
+    """How stored values become physical ones when a file declares no scale/offset.
+
+    A file's own declared scale/offset always wins; otherwise ``scale``/``offset`` given here;
+    otherwise the sensor's product encoding; otherwise the values are used as stored (and a
+    warning says so for integer data). Another provider's convention is never borrowed.
+    """
+
+    sensor: str | None = None
+    """Sensor band map (:data:`glacierstack.sensors.SENSORS`) naming the bands by common name."""
+    scale: float | None = None
+    offset: float | None = None
+    nodata: float | None = None
+
+
+def _declared(path: Path, ds: Any) -> list[dict[str, float]]:
+    """Per band: the scale/offset the file itself declares (also a declared 1 or 0)."""
+    out: list[dict[str, float]] = [{} for _ in range(ds.count)]
+    for i in range(ds.count):
+        if ds.scales[i] != 1.0:
+            out[i]["scale"] = float(ds.scales[i])
+        if ds.offsets[i] != 0.0:
+            out[i]["offset"] = float(ds.offsets[i])
+    if ds.driver != "GTiff":
+        return out
+    try:  # GDAL keeps an explicitly declared 0 offset / 1 scale in the GDAL_METADATA tag
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags.get(42112)
+            xml = str(tag.value) if tag is not None else ""
+    except Exception:  # not readable by tifffile: only non-default values count
+        return out
+    for m in re.finditer(
+        r'<Item name="(SCALE|OFFSET)" sample="(\d+)" role="(?:scale|offset)">([^<]+)</Item>', xml
+    ):
+        i = int(m.group(2))
+        if i < ds.count:
+            out[i][m.group(1).lower()] = float(m.group(3))
+    return out
+
+
+def _band_keys(path: Path, ds: Any, asset: str, bands: Mapping[str, Sequence[str]]) -> list[str]:
+    """Asset key of each band of a file: ``--bands``, else band descriptions, else the pattern."""
+    given = bands.get(asset) or bands.get("")
+    if ds.count == 1 and not bands.get(asset):
+        return [asset]
+    if given is not None and len(given) == ds.count:
+        return list(given)
+    if given is not None and asset in bands:
+        raise ValueError(f"{path}: has {ds.count} bands but --bands names {len(given)}: {given}")
+    descr = [d.strip() if d else "" for d in ds.descriptions]
+    if all(descr) and len(set(descr)) == len(descr):
+        return descr
+    raise ValueError(
+        f"{path}: has {ds.count} bands without distinct descriptions ({list(ds.descriptions)}); "
+        f"name them, e.g. --bands {','.join(['red', 'green', 'blue', 'nir'][: ds.count])}"
+    )
+
+
+def _file_assets(
+    path: Path, asset: str, bands: Mapping[str, Sequence[str]], enc: EncodingOptions
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], str | None, list[float]]:
+    """Assets (key -> fields incl. ``_band``) of one file, their encoding source, EPSG, bbox."""
     import rio_stac
 
+    from glacierstack.sensors import get_sensor
+
+    sensor = get_sensor(enc.sensor) if enc.sensor else None
     with rasterio.open(path) as ds:
-        if ds.count != 1:
-            raise ValueError(
-                f"{path}: has {ds.count} bands; stacking needs one band per asset "
-                "(split it, e.g. with gdal_translate -b N)"
-            )
         if ds.crs is None:
             raise ValueError(f"{path}: has no CRS; cannot place it on a grid")
         epsg = ds.crs.to_epsg()
         is_complex = ds.dtypes[0].startswith("complex")
-        item = rio_stac.create_stac_item(
-            ds,
-            input_datetime=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
-            with_proj=True,
-            # rio-stac's statistics/histogram fail on complex data: band fields by hand then
-            with_raster=not is_complex,
-            raster_max_size=256,
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NodataShadowWarning)
+            item = rio_stac.create_stac_item(
+                ds,
+                input_datetime=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+                with_proj=True,
+                # rio-stac's statistics/histogram fail on complex data: band fields by hand then
+                with_raster=not is_complex,
+                raster_max_size=256,
+            )
+        rbs = item.assets["asset"].extra_fields.get("raster:bands") or [{}] * ds.count
+        keys = _band_keys(path, ds, asset, bands)
+        declared = _declared(path, ds)
+        assets: dict[str, dict[str, Any]] = {}
+        sources: dict[str, str] = {}
+        for i, key in enumerate(keys):
+            common = sensor.common_name(key) if sensor else None
+            if sensor is not None and common is None:
+                raise ValueError(
+                    f"{path} band {i + 1} {key!r}: not a band of sensor {sensor.name!r} "
+                    f"(known: {sorted(sensor.bands) or 'common names'})"
+                )
+            out_key = common or key
+            band = {
+                k: v for k, v in dict(rbs[i]).items() if k not in ("histogram", "scale", "offset")
+            }
+            band["data_type"] = raster_data_type(ds.dtypes[i])
+            nodata = ds.nodatavals[i]
+            if nodata is None:
+                nodata = (
+                    enc.nodata if enc.nodata is not None else (sensor.nodata if sensor else None)
+                )
+            band["nodata"] = nodata
+            if nodata is None:
+                band.pop("nodata")
+            band["scale"], band["offset"], sources[out_key] = _encoding(
+                declared[i], enc, sensor, f"{path} band {i + 1} ({key})", ds.dtypes[i]
+            )
+            if ds.units and ds.units[i]:
+                band["unit"] = ds.units[i]
+            fields: dict[str, Any] = {
+                "proj:shape": [ds.height, ds.width],
+                "proj:transform": list(ds.transform)[:6],
+                "raster:bands": [band],
+                "_band": i + 1,
+                "_count": ds.count,
+                "_dtype": ds.dtypes[i],
+            }
+            if common:
+                fields["eo:bands"] = [{"name": key, "common_name": eo_common_name(common)}]
+            if epsg is not None:
+                fields["proj:code"] = f"EPSG:{epsg}"
+            else:
+                fields["proj:wkt2"] = ds.crs.to_wkt()
+            if out_key in assets:
+                raise ValueError(f"{path}: two bands map to asset {out_key!r}")
+            assets[out_key] = fields
+    return assets, sources, (f"EPSG:{epsg}" if epsg else None), list(item.bbox or [])
+
+
+def _encoding(
+    declared: Mapping[str, float], enc: EncodingOptions, sensor: Any, where: str, dtype: str
+) -> tuple[float, float, str]:
+    """``(scale, offset, source)``: declared > user > sensor > as stored."""
+    if declared:
+        return declared.get("scale", 1.0), declared.get("offset", 0.0), "file"
+    if enc.scale is not None or enc.offset is not None:
+        scale = 1.0 if enc.scale is None else enc.scale
+        return scale, 0.0 if enc.offset is None else enc.offset, "user"
+    if sensor is not None and sensor.scale is not None:
+        return sensor.scale, sensor.offset or 0.0, f"sensor:{sensor.name}"
+    if dtype.startswith(("uint", "int")):
+        warnings.warn(
+            f"{where}: integer data with no declared scale/offset and none given "
+            "(--scale/--offset or --sensor): values are used as stored",
+            stacklevel=4,
         )
-        rb = item.assets["asset"].extra_fields.get("raster:bands", [{}])
-        band = dict(rb[0]) if rb else {}
-        band.pop("histogram", None)
-        # rio-stac writes the GDAL defaults scale 1 / offset 0 even when the file declares no
-        # encoding; keep only a declared one so the provider config's convention applies.
-        band.pop("scale", None)
-        band.pop("offset", None)
-        band["data_type"] = ds.dtypes[0]
-        if ds.nodata is not None:
-            band["nodata"] = ds.nodata
-        if ds.scales[0] != 1.0:
-            band["scale"] = ds.scales[0]
-        if ds.offsets[0] != 0.0:
-            band["offset"] = ds.offsets[0]
-        if ds.units and ds.units[0]:
-            band["unit"] = ds.units[0]
-        fields: dict[str, Any] = {
-            "proj:shape": [ds.height, ds.width],
-            "proj:transform": list(ds.transform)[:6],
-            "raster:bands": [band],
-        }
-        if epsg is not None:
-            fields["proj:code"] = f"EPSG:{epsg}"
-            fields["proj:epsg"] = epsg
-        else:
-            fields["proj:wkt2"] = ds.crs.to_wkt()
-    return fields, (f"EPSG:{epsg}" if epsg else None), list(item.bbox or [])
+    return 1.0, 0.0, "none"
+
+
+def _band_vrt(src: Path, fields: Mapping[str, Any], dst: Path, dtype: str) -> None:
+    """Write a one-band VRT selecting band ``_band`` of ``src`` (gdal_translate -b)."""
+    import html
+
+    with rasterio.open(src) as ds:
+        h, w, crs = ds.height, ds.width, ds.crs.to_wkt()
+        gt = ds.transform.to_gdal()
+    gdal_type = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
+                 "uint32": "UInt32", "int32": "Int32", "float32": "Float32",
+                 "float64": "Float64"}.get(dtype, "Float32")  # fmt: skip
+    nodata = fields["raster:bands"][0].get("nodata")
+    nd = "" if nodata is None else f"<NoDataValue>{nodata}</NoDataValue>"
+    dst.write_text(
+        f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">'
+        f"<SRS>{html.escape(crs)}</SRS><GeoTransform>{', '.join(map(repr, gt))}</GeoTransform>"
+        f'<VRTRasterBand dataType="{gdal_type}" band="1">{nd}<SimpleSource>'
+        f'<SourceFilename relativeToVRT="0">{html.escape(str(src))}</SourceFilename>'
+        f"<SourceBand>{fields['_band']}</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>\n"
+    )
+
+
+def _band_count(path: Path) -> int:
+    try:
+        with rasterio.open(path) as ds:
+            return int(ds.count)
+    except rasterio.errors.RasterioIOError as e:
+        raise ValueError(f"cannot read raster {path}: {e}") from e
+
+
+def parse_bands(values: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Parse ``--bands`` values into ``{asset: names}``.
+
+    ``red,green,blue`` applies to every multi-band file (key ``""``); ``rgb=red,green,blue``
+    to the files whose pattern asset is ``rgb``.
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    for v in values:
+        key, _, names = v.rpartition("=")
+        parts = tuple(n.strip() for n in names.split(",") if n.strip())
+        if not parts:
+            raise ValueError(f"--bands {v!r}: expected names like red,green,blue")
+        out[key.strip()] = parts
+    return out
 
 
 def stac_from_files(
     files: Sequence[str | Path],
     out: str | Path,
     *,
-    collection: str,
+    collection: str | None = None,
     datetime: str | None = None,
     pattern: str = DEFAULT_PATTERN,
     copy: bool = False,
+    bands: Mapping[str, Sequence[str]] | None = None,
+    encoding: EncodingOptions | None = None,
     catalog_id: str = "byo",
     description: str = "Local rasters (glacierstack stac-from-files)",
 ) -> Path:
-    r"""Write a static STAC catalog describing local single-band rasters.
+    r"""Write a static STAC catalog describing local rasters (one asset per band).
 
     Parameters
     ----------
     files
-        GeoTIFF/COG paths (one band each).
+        GeoTIFF/COG paths; a multi-band file gives one asset per band (read through a one-band
+        VRT next to the item, the equivalent of ``gdal_translate -b N``).
     out
         Output folder; ``<out>/catalog.json`` is written (the folder is created).
     collection
         Collection id given to every item (choose the one the provider config expects, e.g.
-        ``its-live-velocity``, ``cop-dem-glo-30``, ``sentinel-2-l2a``).
+        ``its-live-velocity``, ``cop-dem-glo-30``, ``sentinel-2-l2a``). Default: the sensor's
+        (``optical`` for any optical sensor) when ``encoding.sensor`` is given.
     datetime
         Acquisition date or window (``2018-10-15``, ``2018``, ``2014-01-01/2022-12-31``); a
         window sets ``start_datetime``/``end_datetime`` and ``datetime`` to its start.
@@ -109,9 +265,18 @@ def stac_from_files(
     pattern
         Regular expression on the file stem with named groups ``item`` and ``asset``, and
         optionally ``date`` (``YYYYMMDD`` or ``YYYY-MM-DD``, overriding ``datetime`` per item),
-        e.g. ``^(?P<item>S1_(?P<date>\d{8}))_(?P<asset>vv)$``.
+        e.g. ``^(?P<item>S1_(?P<date>\d{8}))_(?P<asset>vv)$``. For a multi-band file the
+        ``asset`` group only selects its ``bands`` entry.
     copy
         Copy the files next to the items (self-contained catalog) instead of referencing them.
+    bands
+        Band names of multi-band files: ``{"": names}`` for every multi-band file, or
+        ``{asset: names}`` per file (see :func:`parse_bands`). Default: the files' band
+        descriptions.
+    encoding
+        Sensor band map and the scale/offset/nodata used when a file declares none (see
+        :class:`EncodingOptions`). With a sensor, asset keys are common names
+        (``blue``, ``nir``...), as Earth Search names them.
     catalog_id, description
         Root catalog metadata.
 
@@ -123,9 +288,16 @@ def stac_from_files(
     Raises
     ------
     FileNotFoundError, ValueError
-        Missing/unreadable files, names not matching ``pattern``, duplicate assets, or multi-band
-        files; nothing is written then.
+        Missing/unreadable files, names not matching ``pattern``, duplicate assets, or
+        multi-band files without band names; nothing is written then.
     """
+    from glacierstack.sensors import get_sensor
+
+    enc = encoding or EncodingOptions()
+    if collection is None:
+        if enc.sensor is None:
+            raise ValueError("give collection, or a sensor (its collection is used)")
+        collection = get_sensor(enc.sensor).collection
     if not files:
         raise ValueError("no files given")
     regex = re.compile(pattern)
@@ -144,10 +316,13 @@ def stac_from_files(
         if not p.is_file():
             raise FileNotFoundError(f"raster {f} does not exist")
         m = regex.match(p.stem)
-        if not m:
+        if m:
+            item_id, asset = m.group("item"), m.group("asset")
+        elif pattern == DEFAULT_PATTERN and _band_count(p) > 1:
+            item_id, asset = p.stem, ""  # one multi-band file is one item
+        else:
             raise ValueError(f"file stem {p.stem!r} does not match pattern {pattern!r}")
-        item_id, asset = m.group("item"), m.group("asset")
-        date = m.group("date") if has_date else None
+        date = m.group("date") if has_date and m else None
         if date and re.fullmatch(r"\d{8}", date):
             date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
         item_dates[item_id] = date or datetime
@@ -159,18 +334,26 @@ def stac_from_files(
 
     # Read every file first: nothing is written if one fails.
     items = []
-    for item_id, assets in sorted(groups.items()):
+    hrefs: dict[tuple[str, str], Path] = {}
+    for item_id, file_assets in sorted(groups.items()):
         start, end = parse_datetime(item_dates[item_id])
         if start is None:
             raise ValueError(f"item {item_id!r}: datetime {item_dates[item_id]!r} has no start")
         single_day = end is not None and (end - start) <= dt.timedelta(days=1)
-        fields = {}
+        fields: dict[str, dict[str, Any]] = {}
+        sources: dict[str, str] = {}
         crss, bboxes = set(), []
-        for key, p in assets.items():
+        for key, p in file_assets.items():
             try:
-                fields[key], crs, bbox = _asset_fields(p)
+                got, src, crs, bbox = _file_assets(p, key, bands or {}, enc)
             except rasterio.errors.RasterioIOError as e:
                 raise ValueError(f"cannot read raster {p}: {e}") from e
+            clash = set(got) & set(fields)
+            if clash:
+                raise ValueError(f"item {item_id!r} gets assets {sorted(clash)} twice ({p})")
+            fields.update(got)
+            sources.update(src)
+            hrefs.update({(item_id, k): p for k in got})
             crss.add(crs)
             bboxes.append(bbox)
         bbox = [
@@ -191,14 +374,15 @@ def stac_from_files(
                 ]
             ],
         }
-        props: dict[str, Any] = {}
+        props: dict[str, Any] = {"glacierstack:encoding": sources}
+        if enc.sensor:
+            props["glacierstack:sensor"] = enc.sensor
         if not single_day:
             props["start_datetime"] = start.isoformat()
             if end is not None:
                 props["end_datetime"] = end.isoformat()
         if len(crss) == 1 and (code := next(iter(crss))):
             props["proj:code"] = code
-            props["proj:epsg"] = int(code.split(":")[1])
         item = pystac.Item(
             id=item_id,
             geometry=geom,
@@ -206,37 +390,54 @@ def stac_from_files(
             datetime=start,
             properties=props,
             collection=collection,
-            stac_extensions=[
-                "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-                "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-            ],
+            stac_extensions=[PROJ_EXT, RASTER_EXT]
+            + ([EO_EXT] if any("eo:bands" in f for f in fields.values()) else []),
         )
-        for key, p in assets.items():
+        for key, f in fields.items():
+            extra = {k: v for k, v in f.items() if not k.startswith("_")}
             item.add_asset(
                 key,
                 pystac.Asset(
-                    href=str(p),
+                    href=str(hrefs[(item_id, key)]),
                     media_type=pystac.MediaType.GEOTIFF,
                     roles=["data"],
-                    extra_fields=fields[key],
+                    extra_fields=extra,
                 ),
             )
-        items.append(item)
+        items.append((item, fields))
 
     out_dir = Path(out).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     catalog = pystac.Catalog(id=catalog_id, description=description)
-    for item in items:
-        catalog.add_item(item)
+    # items name their collection, so (core STAC) they need a collection link: a real one
+    col = pystac.Collection(
+        id=collection,
+        description=f"{collection} (glacierstack stac-from-files)",
+        extent=pystac.Extent.from_items([item for item, _ in items]),
+        license="other",
+    )
+    for item, _ in items:
+        col.add_item(item)
+    catalog.add_child(col)
     catalog.normalize_hrefs(str(out_dir))
+    for item, fields in items:
+        item_dir = Path(str(item.get_self_href())).parent
+        item_dir.mkdir(parents=True, exist_ok=True)
+        for key, asset in item.assets.items():
+            src = Path(asset.href)
+            if copy:
+                dst = item_dir / src.name
+                if not dst.exists():
+                    shutil.copy2(src, dst)
+                src = dst
+            asset.href = str(src)
+            if fields[key]["_count"] > 1:
+                vrt = item_dir / f"{src.stem}_{key}.vrt"
+                dtype = fields[key]["_dtype"]
+                _band_vrt(src, fields[key], vrt, dtype)
+                asset.href = str(vrt)
+                asset.media_type = "application/x-gdal-vrt"
     if copy:
-        for item in items:
-            item_dir = Path(str(item.get_self_href())).parent
-            item_dir.mkdir(parents=True, exist_ok=True)
-            for asset in item.assets.values():
-                dst = item_dir / Path(asset.href).name
-                shutil.copy2(asset.href, dst)
-                asset.href = str(dst)
         catalog.make_all_asset_hrefs_relative()
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     return out_dir / "catalog.json"

@@ -14,6 +14,8 @@ interior (see that package's docstring). :func:`apply_kernel` supplies the paddi
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
@@ -222,13 +224,10 @@ def _apply_dask(inputs: Sequence[da.Array], o: _Opts) -> da.Array:
         ]
     else:
         padded = aligned
-    kernel, args, dtype = o.kernel, o.args, o.dtype
-
-    def block(*blocks: np.ndarray) -> np.ndarray:
-        return np.asarray(kernel(*(np.ascontiguousarray(b) for b in blocks), *args), dtype=dtype)
-
-    qualname = f"{getattr(kernel, '__module__', '')}.{o.name}"
-    token = f"{o.name}-{tokenize(qualname, *padded, args, str(dtype), o.outputs)}"
+    block = functools.partial(_run_block, kernel_ref(o.kernel), o.args, o.dtype)
+    dtype = o.dtype
+    qualname = f"{getattr(o.kernel, '__module__', '')}.{o.name}"
+    token = f"{o.name}-{tokenize(qualname, *padded, o.args, str(dtype), o.outputs)}"
     out_chunks: tuple[tuple[int, ...], ...] = chunks
     new_axis = None
     if o.outputs is not None:
@@ -243,3 +242,45 @@ def _apply_dask(inputs: Sequence[da.Array], o: _Opts) -> da.Array:
         meta=np.empty((0,) * len(out_chunks), dtype),
         name=token,
     )
+
+
+@dataclass(frozen=True)
+class KernelRef:
+    """A module-level kernel named by import path: pickles as two strings.
+
+    Shipping a Numba dispatcher by value makes every Dask worker rebuild a cache-less copy
+    and compile it again; by reference, a worker imports the module's own dispatcher, whose
+    machine code comes from the on-disk cache (warmed at worker start by the runner).
+    """
+
+    module: str
+    name: str
+
+    def resolve(self) -> Callable[..., np.ndarray]:
+        """Import the kernel."""
+        obj: Callable[..., np.ndarray] = getattr(importlib.import_module(self.module), self.name)
+        return obj
+
+
+def kernel_ref(kernel: Callable[..., np.ndarray]) -> KernelRef | Callable[..., np.ndarray]:
+    """``KernelRef`` for an importable module-level kernel, else the kernel itself."""
+    module = getattr(kernel, "__module__", None)
+    name = getattr(kernel, "__qualname__", getattr(kernel, "__name__", None))
+    if module and name and "<" not in name and "." not in name:
+        try:
+            if getattr(importlib.import_module(module), name) is kernel:
+                return KernelRef(module, name)
+        except (ImportError, AttributeError):
+            pass
+    return kernel
+
+
+def _run_block(
+    kernel: KernelRef | Callable[..., np.ndarray],
+    args: tuple[Any, ...],
+    dtype: np.dtype,
+    *blocks: np.ndarray,
+) -> np.ndarray:
+    """Apply a kernel to padded blocks (module level: tasks reference it by import path)."""
+    fn = kernel.resolve() if isinstance(kernel, KernelRef) else kernel
+    return np.asarray(fn(*(np.ascontiguousarray(b) for b in blocks), *args), dtype=dtype)

@@ -109,6 +109,33 @@ class Grid:
         return cls(crs=crs, bounds=snapped, resolution=r)
 
     @classmethod
+    def from_raster(cls, path: str | Any) -> Grid:
+        """Return the exact pixel grid of a raster file (``glacierstack cube --like FILE``).
+
+        Raises
+        ------
+        ValueError
+            If the raster has no CRS, is rotated, or its pixels are not square.
+        """
+        import rasterio
+
+        with rasterio.open(path) as ds:
+            t, crs = ds.transform, ds.crs
+            if crs is None:
+                raise ValueError(f"{path}: has no CRS; cannot take its grid")
+            if t.b != 0 or t.d != 0 or t.e >= 0:
+                raise ValueError(f"{path}: grid is rotated or not north-up ({tuple(t)[:6]})")
+            if not math.isclose(t.a, -t.e, rel_tol=1e-9):
+                raise ValueError(
+                    f"{path}: pixels are not square ({t.a} x {-t.e}); a cube grid needs square "
+                    "pixels (give --bbox/--resolution instead)"
+                )
+            b = ds.bounds
+            epsg = crs.to_epsg()
+            name = f"EPSG:{epsg}" if epsg else crs.to_wkt()
+        return cls(crs=name, bounds=(b.left, b.bottom, b.right, b.top), resolution=t.a)
+
+    @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> Grid:
         """Rebuild a grid from :meth:`to_attrs` output (e.g. Zarr attrs)."""
         return cls(crs=attrs["crs"], bounds=tuple(attrs["bounds"]), resolution=attrs["resolution"])

@@ -117,6 +117,13 @@ class ModalitySpec:
     """How per-item scale/offset are resolved, see the module docstring."""
     default: bool = True
     """Loaded by :func:`glacierstack.stack.load_modalities` when no modalities are named."""
+    sensor: str | None = None
+    """Optical sensor band map (:data:`glacierstack.sensors.SENSORS`) for sensor-specific
+    layers (tasseled cap); ``auto``: from each item's ``glacierstack:sensor`` or ``platform``
+    property. ``None`` for non-optical modalities."""
+    partial: bool = False
+    """Load whichever of :attr:`bands` the items provide (a subset of an optical sensor's bands)
+    instead of requiring all of them."""
     id_pattern: str | None = None
     """Regular expression item ids must match (``re.search``), for collections holding several
     products per place, e.g. ``_fall_vv_COH12$`` in the global coherence dataset."""
@@ -372,6 +379,14 @@ def resolve_scale_offset(
         ``physical = stored * scale + offset``; ``nodata`` is the stored value to mask.
     """
     rb = _raster_band(asset)
+    if "glacierstack:encoding" in properties:
+        # stac-from-files wrote the encoding it resolved (file > user > sensor > as stored):
+        # take it exactly, never this provider config's defaults.
+        scale, offset = float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0))
+        nd = rb.get("nodata")
+        if not (math.isfinite(scale) and math.isfinite(offset)):
+            raise ValueError(f"item {item_id!r} band {band.name!r}: non-finite scale/offset")
+        return Encoding(scale=scale, offset=offset, nodata=None if nd is None else float(nd))
     scale = float(rb.get("scale", band.scale))
     offset = float(rb.get("offset", band.offset))
     nodata = rb.get("nodata", band.nodata)
@@ -413,6 +428,12 @@ def choose_band_set(
         needed = {b.asset for b in bands}
         if any(needed <= set(a) for a in assets_per_item):
             return bands
+    if modality.partial and assets_per_item:
+        # the item offering most of the bands decides the subset
+        best = max(assets_per_item, key=lambda a: len({b.asset for b in modality.bands} & a))
+        subset = tuple(b for b in modality.bands if b.asset in best)
+        if subset:
+            return subset
     have = sorted(set().union(*assets_per_item)) if assets_per_item else []
     wanted = [[b.asset for b in bs] for bs in modality.candidate_band_sets()]
     raise KeyError(

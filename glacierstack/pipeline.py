@@ -1,33 +1,40 @@
 """From a STAC catalog to a finished Zarr cube: catalog -> stack -> features -> labels -> store.
 
-:func:`build_cube` is the Python API behind ``glacierstack cube``. It stays lazy until the
-store writes the cube tile by tile, so memory is bounded by the chunk size, not the region
-(the only eager step is the PCA fit, a one-pass Dask reduction over the S2 bands).
+:func:`build_cube` is the Python API behind ``glacierstack cube``. It searches the catalogs
+once, fits the PCA on a fixed-size stratified sample, then writes the cube with one task per
+output tile (:mod:`glacierstack.tiles`), so memory is bounded by the tile size, not the region,
+and a Dask cluster spends its time computing rather than scheduling.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 
+from glacierstack import storage
+from glacierstack.features import FeatureOptions, PCASample
 from glacierstack.grid import Grid
 from glacierstack.inputs import ReadConfig
-from glacierstack.labels import LabelRules, Outlines, make_labels
+from glacierstack.labels import PRECEDENCE, LabelRules, Outlines, _polygons_in_crs
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
+from glacierstack.provenance import location_ref
+from glacierstack.runner import DaskSession, RunnerOptions, ensure_session
+from glacierstack.schemes import ClassScheme, burn_outline_classes, get_scheme
+from glacierstack.stack import plan_reads, read_plan
 from glacierstack.store import write_cube
+from glacierstack.tiles import TilePlan, fit_pca_windows, needs_pca, tile_cube
 
 __all__ = [
     "TRUTH_COLLECTION",
     "build_cube",
     "modalities_for_layers",
-    "scheduler_context",
+    "plan_layers",
     "truth_outlines",
 ]
 
@@ -122,40 +129,47 @@ def truth_outlines(catalog: Any, grid: Grid) -> tuple[str, str, str] | None:
     return hrefs[0], hrefs[1], item.id
 
 
-@contextlib.contextmanager
-def scheduler_context(scheduler: str | None) -> Iterator[Any]:
-    """Run the enclosed Dask work on a chosen scheduler.
+def plan_layers(
+    catalog: Any,
+    grid: Grid,
+    datetime: str | None,
+    layers: str | Sequence[str] | None,
+    modalities: Sequence[str] | None,
+) -> tuple[tuple[str, ...], list[str], dict[str, str]]:
+    """Layers to compute, modalities to load, and the layers left out with the reason.
 
-    Parameters
-    ----------
-    scheduler
-        ``None`` (whatever is active: a ``distributed.Client`` if one exists, else threads),
-        ``"threads"``, ``"synchronous"``, ``"local"`` / ``"local:N"`` (start a LocalCluster
-        with N single-threaded worker processes, default N = CPU count), or the address of a
-        running Dask scheduler (``tcp://host:8786``).
-
-    Yields
-    ------
-    distributed.Client or None
+    ``layers=None`` means every layer computable from what the catalog offers over ``grid``;
+    named layers must all be computable (the error says why one is not).
     """
-    if scheduler is None:
-        yield None
-    elif scheduler in ("threads", "synchronous", "single-threaded"):
-        with dask.config.set(scheduler=scheduler):
-            yield None
-    else:
-        from distributed import Client, LocalCluster
+    from glacierstack.availability import catalog_bands, choose_modalities, layer_status
 
-        if scheduler == "local" or scheduler.startswith("local:"):
-            n = int(scheduler.split(":", 1)[1]) if ":" in scheduler else (os.cpu_count() or 1)
-            with (
-                LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None) as cl,
-                Client(cl) as client,
-            ):
-                yield client
-        else:
-            with Client(scheduler) as client:
-                yield client
+    found = catalog_bands(
+        catalog, grid.bbox_lonlat(), datetime=datetime, modalities=list(modalities or []) or None
+    )
+    chosen = list(modalities) if modalities else choose_modalities(found, catalog.provider)
+    variables = {v for m in chosen if m in found for v in found[m][0]}
+    sensor = next((found[m][1] for m in chosen if m in found and found[m][1]), None)
+    status = {s.name: s for s in layer_status(variables, sensor)}
+    if layers is None:
+        names = tuple(n for n, s in status.items() if s.computable)
+        if not names:
+            raise ValueError(
+                f"no layer is computable from catalog {catalog.source!r} over {grid} "
+                f"(modalities found: {sorted(found)})"
+            )
+    else:
+        names = resolve_layers(layers)  # type: ignore[arg-type]
+        bad = {n: status[n].reason for n in names if not status[n].computable}
+        if bad:
+            raise ValueError(
+                f"layers not computable from catalog {catalog.source!r} "
+                f"(modalities {chosen}): {bad}; see `glacierstack layers --catalog ...`"
+            )
+        needed = {v for n in names for v in status[n].inputs}
+        needed |= {"B03", "B04", "B08"} & variables  # the labels' water/vegetation rules
+        chosen = [m for m in chosen if m not in found or set(found[m][0]) & needed]
+    skipped = {n: s.reason for n, s in status.items() if n not in names and not s.computable}
+    return names, chosen, skipped
 
 
 def _describe(outlines: Outlines | None) -> str | None:
@@ -179,11 +193,13 @@ def build_cube(
     glacier_outlines: Outlines | None = None,
     debris_outlines: Outlines | None = None,
     label_rules: LabelRules | None = None,
+    scheme: str | ClassScheme = "cryonet5",
     modalities: Sequence[str] | Mapping[str, Any] | None = None,
     feature_options: Mapping[str, Any] | None = None,
     chunk_size: int = 512,
     overwrite: bool = False,
     progress: bool = True,
+    runner: RunnerOptions | DaskSession | None = None,
     provider: str | None = None,
     read: ReadConfig | None = None,
 ) -> Path:
@@ -204,13 +220,19 @@ def build_cube(
     datetime
         Acquisition window (``"2018-10-01/2018-10-31"``, ``"2018-10"``...).
     layers
-        Layer and/or group names (default all 30), see :func:`glacierstack.layers.resolve_layers`.
+        Layer and/or group names, see :func:`glacierstack.layers.resolve_layers`; default
+        (``None``): every layer computable from what the catalog offers (``"all"``: the 30
+        layers, an error if one is not computable).
     resolution
         Pixel size in metres when the grid is built from ``bbox``.
     glacier_outlines, debris_outlines
         Outline files or GeoDataFrames (any vector format and CRS). If both are None and the
         catalog has a ``synthetic-truth`` collection, its outline assets are used; otherwise
         the labels hold only background/water/vegetation (a warning says so).
+    scheme
+        Class scheme name (``cryonet5``, ``glacier``, ``ice-debris``), YAML file or
+        :class:`~glacierstack.schemes.ClassScheme`; the water/vegetation rules only run when
+        the scheme keeps a rule class (then green, red and NIR are needed).
     label_rules
         NDWI/NDVI thresholds and outline options (default
         :class:`~glacierstack.labels.LabelRules()`).
@@ -227,6 +249,10 @@ def build_cube(
         without it.
     progress
         Show progress bars.
+    runner
+        Dask scheduler and worker settings (:class:`~glacierstack.runner.RunnerOptions`), or
+        an open :class:`~glacierstack.runner.DaskSession`; default: the active
+        ``distributed.Client``, else the threaded scheduler.
     provider
         Provider config (name or YAML path) for the catalog(s), instead of the one detected
         from the URL, the recorded links or the collection ids.
@@ -252,17 +278,27 @@ def build_cube(
         An input file is unreadable (names the href) or contradicts its STAC metadata.
     """
     from glacierstack.catalog import open_catalog
-    from glacierstack.features import compute_features
-    from glacierstack.stack import load_modalities
 
     if (bbox is None) == (grid is None):
         raise ValueError("give exactly one of bbox=... or grid=...")
+    if chunk_size < 16:
+        raise ValueError(f"chunk_size must be >= 16 pixels, got {chunk_size}")
+    if not resolution > 0:
+        raise ValueError(f"resolution must be a positive number of metres, got {resolution}")
+    inputs = [
+        str(p)
+        for p in (catalog, glacier_outlines, debris_outlines)
+        if isinstance(p, str | os.PathLike) and Path(p).exists()
+    ]
+    storage.preflight(out, "cube", inputs=inputs)  # before any work: never an input, never foreign
     if grid is None:
         grid = Grid.from_bbox(bbox, bbox_crs=bbox_crs, resolution=resolution)  # type: ignore[arg-type]
-    names = resolve_layers(layers)  # type: ignore[arg-type]
     label_rules = label_rules or LabelRules()
-
+    scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
+    options = FeatureOptions(**dict(feature_options or {}))
+    skipped: dict[str, str] = {}
     if isinstance(catalog, Mapping):
+        names = resolve_layers(layers)  # type: ignore[arg-type]
         source: Any = catalog
         truth_cat = None
         mods = list(modalities) if modalities is not None else list(catalog)
@@ -271,21 +307,10 @@ def build_cube(
         truth_cat = source
         if isinstance(modalities, Mapping):
             raise TypeError("a modalities mapping needs catalog to be a mapping too")
-        mods = (
-            list(modalities)
-            if modalities is not None
-            else modalities_for_layers(source.provider, names)
-        )
+        names, mods, skipped = plan_layers(source, grid, datetime, layers, modalities)
 
-    raw = load_modalities(
-        source, grid, datetime, mods, chunks=chunk_size, provider=provider, read=read
-    )
-    feats = compute_features(raw, names, **dict(feature_options or {}))
-
-    # inputs of the labelling rules
-    idx = feats if {"NDWI", "NDVI"} <= set(names) else compute_features(raw, ["NDWI", "NDVI"])
-    valid = np.isfinite(feats).all("band")
-
+    reads = plan_reads(source, grid, datetime, mods, provider=provider, read=read)
+    raw = _check_layers(reads, grid, names, options, source, bool(scheme.rule_classes))
     outline_source: dict[str, Any] = {}
     truth_item: list[str] = []
     if glacier_outlines is None and debris_outlines is None and truth_cat is not None:
@@ -301,46 +326,92 @@ def build_cube(
             stacklevel=2,
         )
     outline_source.update(glacier=_describe(glacier_outlines), debris=_describe(debris_outlines))
-    labels = make_labels(
-        grid,
-        glacier_outlines=glacier_outlines,
-        debris_outlines=debris_outlines,
-        ndwi=idx.sel(band="NDWI", drop=True),
-        ndvi=idx.sel(band="NDVI", drop=True),
-        valid=valid,
-        rules=label_rules,
-        chunks=chunk_size,
-    )
+    glacier = _polygons(glacier_outlines, grid, "glacier outlines")
+    debris = _polygons(debris_outlines, grid, "debris outlines")
     attrs = {
-        "catalog": str(source.source) if not isinstance(source, Mapping) else {
-            k: str(v) for k, v in source.items()
+        "catalog": location_ref(source.source) if not isinstance(source, Mapping) else {
+            k: location_ref(v) for k, v in source.items()
         },
         "datetime": datetime or "",
         "bbox": list(bbox) if bbox is not None else None,
         "bbox_crs": bbox_crs if bbox is not None else None,
-        "modalities": raw.attrs.get("modalities", {}),
-        "feature_params": feats.attrs.get("feature_params", ""),
+        "modalities": {k: list(v) for k, v in reads.chosen},
         "label_rules": label_rules.to_attrs(),
-        "label_precedence": labels.attrs["precedence"],
+        "label_precedence": PRECEDENCE,
+        "read": reads.read.to_attrs(),
+        "missing_inputs": [m.href for m in reads.missing],
         "outlines": outline_source,
         "nodata_rule": "labels are 255 where any feature layer is NaN",
-        "read": raw.attrs["read"],
-        "missing_inputs": raw.attrs["missing_inputs"],
+        "sensor": raw.attrs.get("sensor", ""),
+        "skipped_layers": skipped,
+        "class_scheme": scheme.to_attrs(),
+        "classes": scheme.table(),
     }  # fmt: skip
-    items = list(raw.attrs.get("stac_items", [])) + truth_item
+    items = list(reads.item_ids) + truth_item
     # what decides whether an unfinished store may be resumed: the request, not derived values
     request = {
-        k: attrs[k] for k in ("catalog", "datetime", "bbox", "bbox_crs", "label_rules", "outlines")
+        k: attrs[k]
+        for k in (
+            "catalog",
+            "datetime",
+            "bbox",
+            "bbox_crs",
+            "label_rules",
+            "outlines",
+            "class_scheme",
+        )
     } | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
-    return write_cube(
-        feats,
-        labels,
-        out,
-        grid=grid,
-        stac_items=items,
-        attrs=attrs,
-        resume_key=request,
-        chunk_size=chunk_size,
-        overwrite=overwrite,
-        progress=progress,
-    )
+    with ensure_session(runner or RunnerOptions(progress=progress)) as session:
+        if needs_pca(names, options) and options.pca is None:
+            optical = tuple(b for b in S2_BANDS if b in raw.data_vars)
+            pca = fit_pca_windows(reads, grid, optical, PCASample(), session)
+            options = replace(options, pca=pca)
+        sensor = raw.attrs.get("sensor") or None
+        plan = TilePlan(reads, grid, names, options, label_rules, int(chunk_size), sensor, scheme)
+        feats, labels = tile_cube(plan, glacier, debris)
+        labels = burn_outline_classes(labels, grid, scheme)
+        attrs["feature_params"] = feats.attrs["feature_params"]
+        return write_cube(
+            feats,
+            labels,
+            out,
+            grid=grid,
+            stac_items=items,
+            attrs=attrs,
+            resume_key=request,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            progress=progress,
+            runner=session,
+            inputs=inputs,
+        )
+
+
+def _polygons(outlines: Outlines | None, grid: Grid, what: str) -> np.ndarray:
+    """Outline polygons in the grid CRS (empty when none are given)."""
+    if outlines is None:
+        return np.empty(0, dtype=object)
+    return _polygons_in_crs(outlines, grid, what)
+
+
+def _check_layers(
+    reads: Any, grid: Grid, names: tuple[str, ...], options: Any, source: Any, rules: bool = True
+) -> Any:
+    """Fail before any read if an input variable is missing; return the lazy raw dataset.
+
+    Builds graphs only (nothing is read): the same checks the lazy API makes.
+    """
+    from glacierstack.features import compute_features
+    from glacierstack.layers import PCA_LAYERS
+
+    raw = read_plan(reads, grid)
+    missing = sorted({"B03", "B04", "B08"} - set(map(str, raw.data_vars)))
+    if missing and rules:
+        raise KeyError(
+            f"the labels' water/vegetation rules need green, red and NIR (B03, B04, B08); "
+            f"catalog {getattr(source, 'source', source)!r} lacks {missing}"
+        )
+    lazy = [n for n in names if n not in PCA_LAYERS]
+    if lazy:
+        compute_features(raw, lazy, glcm=options.glcm, coherence_window=options.coherence_window)
+    return raw

@@ -16,7 +16,7 @@ import functools
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import pystac
@@ -32,9 +32,17 @@ __all__ = [
     "OdcStacLoader",
     "RasterLoader",
     "StackstacLoader",
+    "AcquisitionRead",
+    "ReadPlan",
     "load_modalities",
     "load_modality",
+    "plan_reads",
+    "read_plan",
 ]
+
+
+Chunks: TypeAlias = int | tuple[tuple[int, ...], tuple[int, ...]]
+"""Spatial Dask chunks: a square size, or explicit ``(row sizes, column sizes)``."""
 
 
 @runtime_checkable
@@ -55,7 +63,7 @@ class RasterLoader(Protocol):
         *,
         resampling: str,
         dtype: str,
-        chunks: int,
+        chunks: Chunks,
     ) -> xr.DataArray:
         """Load ``assets`` of ``items`` onto ``grid``."""
         ...
@@ -76,7 +84,7 @@ class StackstacLoader:
         *,
         resampling: str,
         dtype: str,
-        chunks: int,
+        chunks: Chunks,
     ) -> xr.DataArray:
         """Load ``assets`` of ``items`` onto ``grid`` (see :class:`RasterLoader`)."""
         from glacierstack import _compat
@@ -119,7 +127,7 @@ class OdcStacLoader:
         *,
         resampling: str,
         dtype: str,
-        chunks: int,
+        chunks: Chunks,
     ) -> xr.DataArray:
         """Load ``assets`` of ``items`` onto ``grid`` (see :class:`RasterLoader`)."""
         import odc.stac
@@ -192,18 +200,17 @@ def _load_acquisition(
     bands: Sequence[BandSpec],
     items: Sequence[pystac.Item],
     grid: Grid,
-    chunks: int,
+    chunks: Chunks,
     read: ReadConfig,
+    missing: Sequence[MissingInput] = (),
 ) -> dict[str, xr.DataArray]:
     """Load one acquisition (items of one day, mosaicked) -> ``{band name: (y, x)}``.
 
-    With ``read.check_files`` every asset's header is opened first (:func:`check_assets`);
-    the assets masked under ``allow_missing`` are listed in the band's ``missing_inputs``.
+    Values are checked against their physical range as they are read (:func:`check_range`);
+    ``missing`` (assets masked under ``allow_missing``) is listed in the bands' attrs.
     """
-    missing: list[MissingInput] = []
-    if read.check_files:
-        missing = check_assets(spec, bands, items, read)
     scale, offset, nodata = _encoding_arrays(spec, bands, items)
+    ids = {it.id for it in items}
     out: dict[str, xr.DataArray] = {}
     # One loader call per (resampling, dtype) group of bands.
     groups: dict[tuple[str, str], list[int]] = {}
@@ -242,10 +249,106 @@ def _load_acquisition(
                 "scale": sorted({float(v) for v in scale[:, j]}),
                 "offset": sorted({float(v) for v in offset[:, j]}),
                 "stac_items": [it.id for it in items],
-                "missing_inputs": [m.href for m in missing if m.band == b.name],
+                "missing_inputs": [m.href for m in missing if m.band == b.name and m.item in ids],
             }
             out[b.name] = da
     return out
+
+
+@dataclass(frozen=True)
+class AcquisitionRead:
+    """One acquisition to read onto a grid: what :func:`plan_reads` found for a modality.
+
+    Attributes
+    ----------
+    spec
+        The modality.
+    bands
+        The band set chosen for these items.
+    items
+        Items of one acquisition, best first (mosaic order).
+    suffix
+        Appended to the band names (``"_ref"``/``"_sec"`` for an InSAR pair, else ``""``).
+    """
+
+    spec: ModalitySpec
+    bands: tuple[BandSpec, ...]
+    items: tuple[pystac.Item, ...]
+    suffix: str = ""
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Everything needed to read the raw modality dataset on any window of a grid.
+
+    Built once by :func:`plan_reads` (the catalog searches); :func:`read_plan` turns it into
+    the lazy raw dataset of a grid or of any sub-grid (a tile plus its halo), so the same reads
+    serve the lazy cube and the per-tile tasks of the store writer.
+    """
+
+    acquisitions: tuple[AcquisitionRead, ...]
+    item_ids: tuple[str, ...]
+    chosen: tuple[tuple[str, tuple[str, ...]], ...]
+    datetime: str | None
+    loader: Any = None
+    read: ReadConfig = ReadConfig()
+    """How the files are read and checked (travels with the plan to every tile task)."""
+    missing: tuple[MissingInput, ...] = ()
+    """Assets that could not be opened and are masked (``read.allow_missing``)."""
+
+
+def _plan_modality(
+    catalog: Catalog, spec: ModalitySpec, grid: Grid, datetime: str | None
+) -> tuple[list[AcquisitionRead], Selection]:
+    aoi = grid.bbox_lonlat()
+    found = catalog.search_modality(spec, aoi, datetime=datetime)
+    bands = tuple(choose_band_set(spec, [set(it.assets) for it in found]))
+    sel = select_items(found, spec, aoi, required_assets=[b.asset for b in bands])
+    if spec.select == "pair":
+        return [
+            AcquisitionRead(spec, bands, tuple(acq), f"_{suffix}")
+            for suffix, acq in zip(("ref", "sec"), sel.acquisitions, strict=True)
+        ], sel
+    return [AcquisitionRead(spec, bands, tuple(sel.acquisitions[0]))], sel
+
+
+def item_sensor(spec: ModalitySpec, item: pystac.Item) -> str:
+    """Sensor band map of an optical item (``auto``: its ``glacierstack:sensor``/``platform``)."""
+    from glacierstack.sensors import sensor_for_platform
+
+    if spec.sensor != "auto":
+        return str(spec.sensor)
+    props = item.properties
+    if props.get("glacierstack:sensor"):
+        return str(props["glacierstack:sensor"])
+    return sensor_for_platform(props.get("platform"), "optical")
+
+
+def _check_acquisitions(acqs: Sequence[AcquisitionRead], read: ReadConfig) -> list[MissingInput]:
+    """Open every asset header of ``acqs`` (``read.check_files``); see :func:`check_assets`."""
+    if not read.check_files:
+        return []
+    return [m for acq in acqs for m in check_assets(acq.spec, acq.bands, acq.items, read)]
+
+
+def _read_acquisition(
+    acq: AcquisitionRead,
+    grid: Grid,
+    loader: RasterLoader,
+    chunks: Chunks,
+    read: ReadConfig,
+    missing: Sequence[MissingInput] = (),
+) -> dict[str, xr.DataArray]:
+    out = _load_acquisition(loader, acq.spec, acq.bands, acq.items, grid, chunks, read, missing)
+    if acq.spec.sensor is not None:
+        sensor = item_sensor(acq.spec, acq.items[0])
+        for da in out.values():
+            da.attrs["sensor"] = sensor
+    if not acq.suffix:
+        return out
+    for da in out.values():
+        da.attrs["datetime"] = str(acq.items[0].datetime)
+    return {f"{name}{acq.suffix}": da for name, da in out.items()}
 
 
 def load_modality(
@@ -269,20 +372,111 @@ def load_modality(
         ``{canonical band name: lazy (y, x) DataArray}`` and the chosen items.
     """
     read = read or ReadConfig()
-    loader = loader or StackstacLoader(read=read)
-    aoi = grid.bbox_lonlat()
-    found = catalog.search_modality(spec, aoi, datetime=datetime)
-    bands = choose_band_set(spec, [set(it.assets) for it in found])
-    sel = select_items(found, spec, aoi, required_assets=[b.asset for b in bands])
-    if spec.select == "pair":
-        out: dict[str, xr.DataArray] = {}
-        for suffix, acq in zip(("ref", "sec"), sel.acquisitions, strict=True):
-            for name, da in _load_acquisition(loader, spec, bands, acq, grid, chunks, read).items():
-                da.attrs["datetime"] = str(acq[0].datetime)
-                out[f"{name}_{suffix}"] = da
-        return out, sel
-    acq = sel.acquisitions[0]
-    return _load_acquisition(loader, spec, bands, acq, grid, chunks, read), sel
+    acqs, sel = _plan_modality(catalog, spec, grid, datetime)
+    missing = _check_acquisitions(acqs, read)
+    out: dict[str, xr.DataArray] = {}
+    for acq in acqs:
+        out.update(
+            _read_acquisition(
+                acq, grid, loader or StackstacLoader(read=read), chunks, read, missing
+            )
+        )
+    return out, sel
+
+
+def plan_reads(
+    catalog: str | Catalog | Mapping[str, str | Catalog],
+    grid: Grid,
+    datetime: str | None,
+    modalities: Sequence[str] | None = None,
+    *,
+    loader: RasterLoader | None = None,
+    provider: str | None = None,
+    read: ReadConfig | None = None,
+) -> ReadPlan:
+    """Search the catalog(s) for every modality once; see :func:`load_modalities`.
+
+    With ``read.check_files`` (default) every chosen asset's header is opened here, once.
+
+    Returns
+    -------
+    ReadPlan
+        The chosen items and band sets, readable on ``grid`` or any window of it.
+    """
+    if isinstance(catalog, Mapping):
+        sources = {m: open_catalog(src, provider) for m, src in catalog.items()}
+        names = list(modalities) if modalities is not None else list(sources)
+        missing = [m for m in names if m not in sources]
+        if missing:
+            raise KeyError(f"modalities {missing} have no catalog in the mapping {list(sources)}")
+    else:
+        cat = open_catalog(catalog, provider)
+        names = list(modalities) if modalities is not None else cat.provider.default_modalities
+        sources = {m: cat for m in names}
+    acqs: list[AcquisitionRead] = []
+    item_ids: list[str] = []
+    chosen: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        cat_m = sources[name]
+        found, sel = _plan_modality(cat_m, cat_m.provider.modality(name), grid, datetime)
+        acqs += found
+        item_ids += [i for i in sel.item_ids if i not in item_ids]
+        chosen[name] = tuple(sel.item_ids)
+    read = read or ReadConfig()
+    missing = _check_acquisitions(acqs, read)
+    if missing:
+        warnings.warn(
+            f"masked {len(missing)} unreadable inputs (allow_missing): "
+            f"{[m.href for m in missing[:3]]}",
+            stacklevel=2,
+        )
+    return ReadPlan(
+        tuple(acqs),
+        tuple(item_ids),
+        tuple(chosen.items()),
+        datetime,
+        loader,
+        read=read,
+        missing=tuple(missing),
+    )
+
+
+def read_plan(plan: ReadPlan, grid: Grid, *, chunks: Chunks = 1024) -> xr.Dataset:
+    """Build the lazy raw modality dataset of ``plan`` on ``grid``.
+
+    ``chunks`` may give explicit ``(row sizes, column sizes)``: a tile task reads its window
+    as one chunk of the whole region's reads, so its pixels equal the lazy cube's exactly
+    (GDAL resamples a window of one warped grid, not a separately warped small grid).
+
+    Raises
+    ------
+    ValueError
+        If two modalities provide the same band.
+    """
+    loader = plan.loader or StackstacLoader(read=plan.read)
+    data: dict[str, xr.DataArray] = {}
+    for acq in plan.acquisitions:
+        arrays = _read_acquisition(acq, grid, loader, chunks, plan.read, plan.missing)
+        clash = set(arrays) & set(data)
+        if clash:
+            raise ValueError(
+                f"modality {acq.spec.name!r} provides bands {sorted(clash)} already loaded"
+            )
+        data.update(arrays)
+    ds = xr.Dataset(data, coords=grid.coords())
+    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    ds.attrs = {
+        "grid": grid.to_attrs(),
+        "stac_items": list(plan.item_ids),
+        "datetime": plan.datetime or "",
+        "modalities": {k: list(v) for k, v in plan.chosen},
+        "read": plan.read.to_attrs(),
+        "missing_inputs": [m.href for m in plan.missing],
+    }
+    sensors = [str(v.attrs["sensor"]) for v in data.values() if "sensor" in v.attrs]
+    if sensors:
+        ds.attrs["sensor"] = sensors[0]
+    return ds
 
 
 def load_modalities(
@@ -343,45 +537,7 @@ def load_modalities(
         metadata; the message names band and href. Values outside the band's physical
         range raise it when the pixels are computed.
     """
-    if isinstance(catalog, Mapping):
-        sources = {m: open_catalog(src, provider) for m, src in catalog.items()}
-        names = list(modalities) if modalities is not None else list(sources)
-        missing = [m for m in names if m not in sources]
-        if missing:
-            raise KeyError(f"modalities {missing} have no catalog in the mapping {list(sources)}")
-    else:
-        cat = open_catalog(catalog, provider)
-        names = list(modalities) if modalities is not None else cat.provider.default_modalities
-        sources = {m: cat for m in names}
-    data: dict[str, xr.DataArray] = {}
-    item_ids: list[str] = []
-    chosen: dict[str, list[str]] = {}
-    for name in names:
-        cat_m = sources[name]
-        spec = cat_m.provider.modality(name)
-        arrays, sel = load_modality(
-            cat_m, spec, grid, datetime, loader=loader, chunks=chunks, read=read
-        )
-        clash = set(arrays) & set(data)
-        if clash:
-            raise ValueError(f"modality {name!r} provides bands {sorted(clash)} already loaded")
-        data.update(arrays)
-        item_ids += [i for i in sel.item_ids if i not in item_ids]
-        chosen[name] = sel.item_ids
-    ds = xr.Dataset(data, coords=grid.coords())
-    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    ds.attrs = {
-        "grid": grid.to_attrs(),
-        "stac_items": item_ids,
-        "datetime": datetime or "",
-        "modalities": chosen,
-        "read": (read or ReadConfig()).to_attrs(),
-        "missing_inputs": [h for da in data.values() for h in da.attrs["missing_inputs"]],
-    }
-    if ds.attrs["missing_inputs"]:
-        warnings.warn(
-            f"masked {len(ds.attrs['missing_inputs'])} unreadable inputs (allow_missing): "
-            f"{ds.attrs['missing_inputs'][:3]}",
-            stacklevel=2,
-        )
-    return ds
+    plan = plan_reads(
+        catalog, grid, datetime, modalities, loader=loader, provider=provider, read=read
+    )
+    return read_plan(plan, grid, chunks=chunks)

@@ -9,17 +9,17 @@ store without it.
 
 Resumable writes
 ----------------
-:func:`write_cube` first writes the store's metadata (no ``complete`` attr), then writes every
-spatial tile as an independent Dask task: the task writes exactly one Zarr chunk and then drops
-an empty marker file ``<store>/.progress/<variable>/<row>.<col>``. If the build is interrupted
-(killed worker, Ctrl-C, power loss), calling :func:`write_cube` again with the same inputs
-finds the incomplete store, checks that it was started by the same build (a fingerprint of
-grid, bands, chunking, STAC items and build parameters) and writes only the tiles without a
-marker. Statistics are then computed from the written store, ``complete: true`` is set, the
-metadata is re-consolidated, and the markers are removed. A store is never marked complete
-before all of its chunks and statistics are on disk. ``overwrite=True`` moves an existing
-store aside atomically (rename) before deleting it, so a half-deleted store never looks
-complete either. Stores are local directories (the Dask workers must see the same filesystem).
+The store's life cycle (exclusive creation, resume, completion manifest, safe overwrite) is
+:mod:`glacierstack.storage`'s. :func:`write_cube` claims the store with the build's signature
+(grid, bands, chunking, STAC items and build parameters), writes the metadata (no ``complete``
+attr), then writes every spatial tile as an independent Dask task: the task writes exactly one
+Zarr chunk and then drops an empty marker ``<store>/.glacierstack/progress/<variable>/<row>.<col>``.
+If the build is interrupted (killed worker, Ctrl-C, power loss), calling :func:`write_cube` again
+with the same inputs resumes the store and writes only the tiles without a marker; a store of a
+different build is refused. Statistics are then computed from the written store, a chunk
+manifest is recorded, ``complete: true`` is set and the metadata re-consolidated. A store is
+never marked complete before all of its chunks and statistics are on disk. Stores are local
+paths or fsspec URLs (the Dask workers must see the same storage).
 
 The writes are plain Dask tasks, so they run on the local threaded scheduler by default and
 on a ``distributed.Client`` (LocalCluster or a real cluster) when one is active.
@@ -30,8 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -47,21 +45,23 @@ import xarray as xr
 import zarr
 from tqdm.auto import tqdm
 
-from glacierstack.classes import CLASSES, NODATA_LABEL, check_class_table, class_table
+from glacierstack import storage
+from glacierstack.classes import NODATA_LABEL, check_class_table, class_table
+from glacierstack.georef import georeference, uint8_layer_attrs
 from glacierstack.grid import Grid
+from glacierstack.runner import DaskSession, RunnerOptions, ensure_session, run_tasks
 
 __all__ = ["CubeError", "IncompleteCubeError", "cube_status", "open_cube", "write_cube"]
 
 ZARR_FORMAT = 2
-PROGRESS_DIR = ".progress"
 _COMPRESSOR_NAME = "zstd"
 
 
-class CubeError(ValueError):
+class CubeError(storage.StoreError):
     """A store exists but is not a usable glacierstack cube."""
 
 
-class IncompleteCubeError(CubeError):
+class IncompleteCubeError(CubeError, storage.IncompleteStoreError):
     """The store was never finished (``complete`` attr missing); resume or rebuild it."""
 
 
@@ -82,36 +82,17 @@ def _fingerprint(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _read_root_attrs(path: Path) -> dict[str, Any] | None:
-    """Root attrs of a Zarr v2 group as readers see them (consolidated copy first), or None."""
-    if not (path / ".zgroup").is_file():
-        return None
-    zmeta = path / ".zmetadata"
-    if zmeta.is_file():
-        return json.loads(zmeta.read_text())["metadata"].get(".zattrs", {})
-    zattrs = path / ".zattrs"
-    return json.loads(zattrs.read_text()) if zattrs.is_file() else {}
-
-
 def cube_status(path: str | os.PathLike[str]) -> str:
     """Return ``"missing"``, ``"complete"``, ``"incomplete"`` or ``"foreign"`` for a path.
 
     ``"foreign"`` means something exists at ``path`` that is not a glacierstack cube.
     """
-    p = Path(path)
-    if not p.exists():
+    info = storage.store_info(path, wait=False)
+    if info.state == "missing":
         return "missing"
-    attrs = _read_root_attrs(p)
-    if attrs is None or "_build" not in attrs and "complete" not in attrs:
+    if info.state == "foreign" or info.kind != "cube":
         return "foreign"
-    return "complete" if attrs.get("complete") is True else "incomplete"
-
-
-def _remove_store(path: Path) -> None:
-    """Delete a store without ever leaving a partially deleted store under ``path``."""
-    trash = path.with_name(f".{path.name}.deleting-{uuid.uuid4().hex[:8]}")
-    path.rename(trash)
-    shutil.rmtree(trash)
+    return "complete" if info.complete else "incomplete"
 
 
 def _tile_slices(chunks: tuple[tuple[int, ...], ...]) -> list[slice]:
@@ -120,80 +101,44 @@ def _tile_slices(chunks: tuple[tuple[int, ...], ...]) -> list[slice]:
 
 
 def _write_block(
-    block: np.ndarray, store: str, name: str, region: tuple[slice, ...], marker: str
+    block: np.ndarray, store: str, name: str, region: tuple[slice, ...], marker: str, run_id: str
 ) -> int:
-    """Write one block into one Zarr chunk, then drop its progress marker (runs on a worker)."""
+    """Write one block into one Zarr chunk, then drop its progress marker (runs on a worker).
+
+    The claim is checked before and after the write: a store taken over by another run is
+    never written, and its chunk never marked done, by this one.
+    """
+    storage.check_owner(store, run_id)
     arr = zarr.open_array(store, path=name, mode="r+", zarr_format=ZARR_FORMAT)
     arr[region] = block
-    Path(marker).touch()
+    storage.check_owner(store, run_id)
+    storage.set_marker(store, name, marker)
     return 1
 
 
-def _active_client() -> Any | None:
-    """Return the ``distributed.Client`` dask.compute would use, or None for local schedulers."""
-    sched = dask.config.get("scheduler", None)
-    if sched not in (None, "dask.distributed", "distributed"):
-        return None
-    try:
-        from distributed import default_client
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
-def _parallelism(client: Any | None) -> int:
-    """Return how many tasks the active scheduler runs at once."""
-    if client is not None:
-        return max(1, sum(client.nthreads().values()))
-    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
-
-
 def _run_tasks(
-    tiles: list[list[Any]], desc: str, progress: bool, tiles_per_batch: int | None
+    tiles: list[list[Any]],
+    desc: str,
+    runner: RunnerOptions | DaskSession | None,
+    tiles_per_batch: int | None,
 ) -> None:
-    """Compute the write tasks, a batch of neighbouring tiles at a time, with a progress bar.
+    """Compute the write tasks of a few neighbouring tiles at a time, with a progress bar.
 
-    Each batch is one graph, so inputs shared inside it (overlapping windows) are computed
-    once. Batching bounds memory: one graph over all tiles lets Dask start many tiles' band
-    computations before finishing any, so memory would grow with the region.
+    One unit per tile (its feature and label writes, which share the tile's inputs), at most
+    ``tiles_per_batch`` (default: twice the scheduler's thread count) in flight: memory then
+    depends on the tile size and thread count, not on the region.
     """
     if not tiles:
         return
-    client = _active_client()
-    per_batch = tiles_per_batch or 2 * _parallelism(client)
-    batches = [
-        [t for tile in tiles[k : k + per_batch] for t in tile]
-        for k in range(0, len(tiles), per_batch)
-    ]
-    total = sum(len(b) for b in batches)
-    with tqdm(total=total, desc=desc, unit="chunk", disable=not progress) as bar:
-        if client is not None:
-            from distributed import as_completed
+    done = dask.delayed(_tile_done, pure=True)
+    units = [done(*tile) for tile in tiles]
+    with ensure_session(runner) as session:
+        per_batch = tiles_per_batch or 2 * session.parallelism()
+        run_tasks(session, units, desc=desc, per_batch=per_batch, retries=2)
 
-            for batch in batches:
-                futures = client.compute(batch)
-                try:
-                    for fut in as_completed(futures):
-                        fut.result()
-                        bar.update(1)
-                finally:
-                    client.cancel(futures)
-        else:
-            from dask.callbacks import Callback
 
-            keys = {t.key for b in batches for t in b}
-
-            class _Bar(Callback):
-                def _posttask(self, key, result, dsk, state, worker_id):  # noqa: D102
-                    if key in keys:
-                        bar.update(1)
-
-            with _Bar():
-                for batch in batches:
-                    dask.compute(*batch)
+def _tile_done(*written: int) -> int:
+    return sum(written)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -242,12 +187,12 @@ def _template(
             "labels": (
                 ("y", "x"),
                 labs,
-                {
-                    "long_name": "class label",
-                    "flag_values": [c.id for c in CLASSES],
-                    "flag_meanings": " ".join(c.name for c in CLASSES),
-                    "nodata": NODATA_LABEL,
-                },
+                uint8_layer_attrs(
+                    "class label",
+                    [int(c["id"]) for c in attrs["classes"]],
+                    [str(c["name"]) for c in attrs["classes"]],
+                    NODATA_LABEL,
+                ),
             ),
             "band_mean": (("band",), nan, {"long_name": "mean over valid pixels"}),
             "band_std": (("band",), nan.copy(), {"long_name": "std over valid pixels"}),
@@ -255,13 +200,12 @@ def _template(
         coords={"band": np.array(bands, dtype=str), **grid.coords()},
         attrs=attrs,
     )
-    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
-    ds["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
-    ds["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
+    ds = georeference(ds, grid)
     comp = numcodecs.Blosc(cname=_COMPRESSOR_NAME, clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)
-    # set through .encoding (not to_zarr(encoding=...)) so rioxarray's grid_mapping survives
+    # set through .encoding (not to_zarr(encoding=...)) so the grid mapping encoding survives;
+    # labels carry no Zarr fill_value (see glacierstack.georef: plain xarray keeps them uint8)
     ds["features"].encoding.update(chunks=(nb, *cs), compressors=(comp,), _FillValue=np.nan)
-    ds["labels"].encoding.update(chunks=cs, compressors=(comp,), _FillValue=NODATA_LABEL)
+    ds["labels"].encoding.update(chunks=cs, compressors=(comp,), _FillValue=None)
     return ds
 
 
@@ -280,6 +224,8 @@ def write_cube(
     progress: bool = True,
     compression_level: int = 3,
     tiles_per_batch: int | None = None,
+    inputs: Sequence[str | os.PathLike[str]] = (),
+    runner: RunnerOptions | DaskSession | None = None,
 ) -> Path:
     """Write a feature cube and its labels to a resumable, consolidated Zarr store.
 
@@ -291,7 +237,8 @@ def write_cube(
     labels
         uint8 ``(y, x)`` labels on the same grid (255 = nodata).
     path
-        Local directory of the Zarr store (created).
+        Local directory or fsspec URL of the Zarr store (claimed exclusively, see
+        :mod:`glacierstack.storage`).
     grid
         The cube's grid; default ``Grid.from_attrs(features.attrs["grid"])``.
     stac_items
@@ -313,6 +260,12 @@ def write_cube(
     tiles_per_batch
         Tiles computed per Dask graph (default: twice the scheduler's thread count). Bounds
         peak memory independently of the region size.
+    inputs
+        Paths/URLs the build reads (catalog, outlines); the store may not be or overlap one.
+    runner
+        Where to compute (:class:`~glacierstack.runner.RunnerOptions` or an open
+        :class:`~glacierstack.runner.DaskSession`); default: the active ``distributed.Client``,
+        else the threaded scheduler.
 
     Returns
     -------
@@ -327,7 +280,7 @@ def write_cube(
         ``path`` holds an incomplete cube from a different build and ``overwrite`` is False,
         or a layer has no valid pixel at all (the store is then left incomplete).
     """
-    path = Path(path).resolve()
+    store = storage.StoreURL.parse(path)
     if grid is None:
         if "grid" not in features.attrs:
             raise ValueError("pass grid=... (features has no 'grid' attr)")
@@ -343,52 +296,73 @@ def write_cube(
         "stac_items": sorted(str(s) for s in stac_items),
         "request": dict(resume_key if resume_key is not None else (attrs or {})),
     }
-    fingerprint = _fingerprint(build)
-
-    status = cube_status(path)
-    if status == "foreign":
-        raise FileExistsError(f"{path} exists and is not a glacierstack cube; choose another path")
-    if status == "complete":
-        if not overwrite:
-            raise FileExistsError(f"{path} already holds a complete cube; pass overwrite=True")
-        _remove_store(path)
-    elif status == "incomplete":
-        old = (_read_root_attrs(path) or {}).get("_build", {})
-        if old.get("fingerprint") != fingerprint:
-            if not overwrite:
-                changed = [k for k in build if old.get("params", {}).get(k) != _jsonable(build[k])]
-                raise CubeError(
-                    f"{path} holds an unfinished cube from a different build (differs in "
-                    f"{changed or 'unknown parameters'}); pass overwrite=True to replace it"
-                )
-            _remove_store(path)
-
-    root_attrs = {
-        **dict(attrs or {}),
-        "grid": grid.to_attrs(),
-        "bands": bands,
-        "classes": class_table(),
-        "stac_items": list(build["stac_items"]),
-        "software": _software(),
-        "chunk_size": int(chunk_size),
-        "_build": {"fingerprint": fingerprint, "params": _jsonable(build)},
-    }
-    if not path.exists():
-        shutil.rmtree(path / PROGRESS_DIR, ignore_errors=True)
+    try:
+        claim = storage.claim(store, "cube", build, overwrite=overwrite, inputs=inputs)
+    except storage.StoreMismatchError as exc:
+        raise CubeError(str(exc)) from exc
+    if claim.state == "complete":
+        raise storage.StoreExistsError(
+            f"{store} already holds a complete cube of this build; pass overwrite=True "
+            "(--overwrite) to rebuild it"
+        )
+    if claim.state == "new":
+        root_attrs = {
+            **dict(attrs or {}),
+            "grid": grid.to_attrs(),
+            "bands": bands,
+            "classes": list((attrs or {}).get("classes") or class_table()),
+            "stac_items": list(build["stac_items"]),
+            "software": _software(),
+            "chunk_size": int(chunk_size),
+            "_build": {"fingerprint": _fingerprint(build), "params": _jsonable(build)},
+        }
         ds = _template(bands, grid, chunk_size, root_attrs, compression_level)
-        ds.to_zarr(path, mode="w-", compute=False, zarr_format=ZARR_FORMAT, consolidated=True)
-    progress_dir = path / PROGRESS_DIR
+        with warnings.catch_warnings():  # our .glacierstack folder is not a Zarr node
+            warnings.filterwarnings("ignore", message=".*not recognized as a component")
+            ds.to_zarr(store.url, mode="a", compute=False, zarr_format=ZARR_FORMAT,
+                       consolidated=True)  # fmt: skip
+        storage.mark_created(claim)
+    tiles = _write_tasks(features, labels, grid, store.url, bands, chunk_size, claim.run_id)
+    n_chunks = (
+        2
+        * len(_tile_slices(_axis_chunks(grid.shape[0], chunk_size)))
+        * len(_tile_slices(_axis_chunks(grid.shape[1], chunk_size)))
+    )
+    todo = sum(len(t) for t in tiles)
+    if todo < n_chunks:
+        desc = f"resuming {store.name} ({n_chunks - todo}/{n_chunks} chunks already written)"
+    else:
+        desc = f"writing {store.name}"
+    if runner is None:
+        runner = RunnerOptions(progress=progress)
+    _run_tasks(tiles, desc, runner, tiles_per_batch)
+    _finalise(claim, bands, progress)
+    return Path(store.url) if store.is_local else store.url  # type: ignore[return-value]
+
+
+def _axis_chunks(n: int, chunk_size: int) -> tuple[int, ...]:
+    return da.core.normalize_chunks(min(chunk_size, n), (n,))[0]
+
+
+def _write_tasks(
+    features: xr.DataArray,
+    labels: xr.DataArray,
+    grid: Grid,
+    url: str,
+    bands: list[str],
+    chunk_size: int,
+    run_id: str,
+) -> list[list[Any]]:
+    """One delayed write per chunk still without its progress marker, grouped by tile."""
     # tiles: one Dask block == one Zarr chunk, so no two tasks ever touch the same chunk
     h, w = grid.shape
-    rows = da.core.normalize_chunks(min(chunk_size, h), (h,))[0]
-    cols = da.core.normalize_chunks(min(chunk_size, w), (w,))[0]
+    rows, cols = _axis_chunks(h, chunk_size), _axis_chunks(w, chunk_size)
     fdata = _as_dask(features.data).astype(np.float32).rechunk((len(bands), rows, cols))
     ldata = _as_dask(labels.data).astype(np.uint8).rechunk((rows, cols))
     fblocks = fdata.to_delayed(optimize_graph=False)[0]
     lblocks = ldata.to_delayed(optimize_graph=False)
     write = dask.delayed(_write_block, pure=False)
-    for name in ("features", "labels"):
-        (progress_dir / name).mkdir(parents=True, exist_ok=True)
+    done = {name: storage.markers(url, name) for name in ("features", "labels")}
     tiles: list[list[Any]] = []  # row-major, so a batch holds neighbouring tiles
     for i, ys in enumerate(_tile_slices(rows)):
         for j, xs in enumerate(_tile_slices(cols)):
@@ -397,19 +371,11 @@ def write_cube(
                 ("features", fblocks[i, j], (slice(None), ys, xs)),
                 ("labels", lblocks[i, j], (ys, xs)),
             ):
-                marker = progress_dir / name / f"{i}.{j}"
-                if not marker.exists():
-                    tile.append(write(block, str(path), name, region, str(marker)))
+                if f"{i}.{j}" not in done[name]:
+                    tile.append(write(block, url, name, region, f"{i}.{j}", run_id))
             if tile:
                 tiles.append(tile)
-    n_chunks, todo = 2 * len(rows) * len(cols), sum(len(t) for t in tiles)
-    if todo < n_chunks:
-        desc = f"resuming {path.name} ({n_chunks - todo}/{n_chunks} chunks already written)"
-    else:
-        desc = f"writing {path.name}"
-    _run_tasks(tiles, desc, progress, tiles_per_batch)
-    _finalise(path, bands, progress)
-    return path
+    return tiles
 
 
 def _jsonable(obj: Any) -> Any:
@@ -441,15 +407,16 @@ def _label_hist(block: np.ndarray) -> np.ndarray:
     return np.bincount(block.ravel(), minlength=256)
 
 
-def _finalise(path: Path, bands: list[str], progress: bool) -> None:
+def _finalise(claim: storage.Claim, bands: list[str], progress: bool) -> None:
     """Statistics from the written store, then ``complete: true``, consolidation, cleanup.
 
     Two streaming passes over the store's chunks (mean, then squared deviations around it:
     numerically stable for e.g. elevation in metres); each is its own ``dask.compute`` so no
     chunk is held in memory between the passes.
     """
-    feats = da.from_zarr(str(path), component="features")
-    labs = da.from_zarr(str(path), component="labels")
+    path = claim.store.url
+    feats = da.from_zarr(path, component="features")
+    labs = da.from_zarr(path, component="labels")
     fblocks = list(feats.to_delayed().ravel())
     moments = dask.delayed(_moments, pure=True)
     with tqdm(total=2, desc="normalisation statistics", disable=not progress) as bar:
@@ -474,22 +441,20 @@ def _finalise(path: Path, bands: list[str], progress: bool) -> None:
     flat = [b for b, s in zip(bands, std, strict=True) if s == 0]
     if flat:
         warnings.warn(f"layer(s) {flat} are constant over the region (std 0)", stacklevel=3)
-    group = zarr.open_group(str(path), mode="r+", zarr_format=ZARR_FORMAT)
+    group = zarr.open_group(path, mode="r+", zarr_format=ZARR_FORMAT)
     group["band_mean"][:] = mean
     group["band_std"][:] = std
     npix = int(np.prod(feats.shape[1:]))
-    attrs = dict(group.attrs)
-    attrs.update(
-        band_valid_fraction=[float(k) / npix for k in n],
-        class_counts={c.name: int(hist[c.id]) for c in CLASSES} | {"nodata": int(hist[255])},
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    table = group.attrs.get("classes") or class_table()
+    storage.complete(  # manifest, then complete: true (only now does it read as a cube)
+        claim,
+        {
+            "band_valid_fraction": [float(k) / npix for k in n],
+            "class_counts": {str(c["name"]): int(hist[int(c["id"])]) for c in table}
+            | {"nodata": int(hist[255])},
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
     )
-    attrs["complete"] = True  # last: only now does the store read as a cube
-    group.attrs.put(attrs)  # one write of .zattrs
-    with warnings.catch_warnings():  # the .progress folder is not a Zarr node, on purpose
-        warnings.filterwarnings("ignore", message=".*not recognized as a component")
-        zarr.consolidate_metadata(str(path), zarr_format=ZARR_FORMAT)
-    shutil.rmtree(path / PROGRESS_DIR, ignore_errors=True)
 
 
 def open_cube(path: str | os.PathLike[str], *, chunks: Any = "store") -> xr.Dataset:
@@ -518,15 +483,20 @@ def open_cube(path: str | os.PathLike[str], *, chunks: Any = "store") -> xr.Data
     CubeError
         The store is not a glacierstack cube or its class table differs from this version's.
     """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"no cube at {p}")
-    status = cube_status(p)
-    if status == "foreign":
-        raise CubeError(f"{p} is not a glacierstack cube (no Zarr group with cube attrs)")
+    try:
+        store = storage.check_complete(path, "cube")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no cube at {storage.StoreURL.parse(path)}") from None
+    except storage.IncompleteStoreError as exc:
+        raise IncompleteCubeError(_incomplete_msg(storage.StoreURL.parse(path))) from exc
+    except storage.ForeignStoreError as exc:
+        raise CubeError(
+            f"{storage.StoreURL.parse(path)} is not a glacierstack cube (no Zarr group with "
+            "cube attrs)"
+        ) from exc
     try:
         ds = xr.open_zarr(
-            p,
+            store.url,
             consolidated=True,
             decode_coords="all",
             mask_and_scale=False,  # keep labels uint8 (255 = nodata) and features float32
@@ -534,19 +504,17 @@ def open_cube(path: str | os.PathLike[str], *, chunks: Any = "store") -> xr.Data
             zarr_format=ZARR_FORMAT,
         )
     except (KeyError, FileNotFoundError, ValueError) as exc:
-        if status == "incomplete":
-            raise IncompleteCubeError(_incomplete_msg(p)) from exc
-        raise CubeError(f"cannot open cube {p}: {exc}") from exc
-    if ds.attrs.get("complete") is not True:
-        raise IncompleteCubeError(_incomplete_msg(p))
+        raise CubeError(f"cannot open cube {store}: {exc}") from exc
     missing = {"features", "labels", "band_mean", "band_std"} - set(ds.data_vars)
     if missing:
-        raise CubeError(f"cube {p} lacks variables {sorted(missing)}")
+        raise CubeError(f"cube {store} lacks variables {sorted(missing)}")
     check_class_table(ds.attrs["classes"])
+    if chunks == "store":  # a damaged chunk fails with its store, variable and chunk named
+        ds = storage.guard_dataset(ds, store, ("features", "labels"))
     return ds
 
 
-def _incomplete_msg(p: Path) -> str:
+def _incomplete_msg(p: object) -> str:
     return (
         f"cube {p} is incomplete (its build was interrupted or failed); rerun the same "
         "build to resume it, or rebuild with overwrite=True"

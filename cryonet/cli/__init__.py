@@ -5,9 +5,15 @@ Each sub-module registers its commands on :data:`app`; the modules are imported 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from glacierstack.cli._common import STORAGE_OPTION_HELP, use_storage_options
+from glacierstack.cli._errors import DEBUG_HELP, ErrorReportingGroup
+
 app = typer.Typer(
+    cls=ErrorReportingGroup,
     name="cryonet",
     help="Train, evaluate and apply CryoNet glacier-segmentation models on glacierstack cubes.",
     no_args_is_help=True,
@@ -16,8 +22,19 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--storage-option",
+            metavar="[PROTOCOL:]KEY=VALUE",
+            help=STORAGE_OPTION_HELP,
+        ),
+    ] = None,
+) -> None:
     """Train, evaluate and apply CryoNet glacier-segmentation models on glacierstack cubes."""
+    use_storage_options(storage_option)
 
 
 def _register() -> None:

@@ -24,7 +24,7 @@ def demo(
     size_km: Annotated[
         float | None, typer.Option(help="Edge of the square synthetic regions in km (default 8).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (CPU preset: 12).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (CPU preset: 45).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of data, split, training.")] = None,
     device: Annotated[str | None, typer.Option(help="Torch device (default cpu).")] = None,
     html: Annotated[bool, typer.Option(help="Also write report.html.")] = True,
@@ -41,20 +41,21 @@ def demo(
     for s in (redo_step or []) + ([until] if until else []):
         if s not in names:
             raise typer.BadParameter(f"unknown step {s!r}; steps are {names}")
-    options: dict[str, object] = {"html": html}
+    from dataclasses import replace
+
+    from cryonet.demo import DemoConfig
+
+    config = DemoConfig(html=html)
+    if size_km is not None:
+        config = replace(config, size_km=size_km)
     if seed is not None:
-        options["seed"] = seed
+        config = replace(config, seed=seed)
     if device is not None:
-        options["device"] = device
+        config = replace(config, device=device)
     if epochs is not None:
-        options["train_overrides"] = {"epochs": epochs}
+        config = replace(config, train_overrides={"epochs": epochs})
     res = run_demo(
-        out,
-        size_km=size_km,
-        redo=True if redo else (redo_step or False),
-        until=until,
-        progress=progress,
-        **options,
+        out, config, redo=True if redo else (redo_step or False), until=until, progress=progress
     )
     typer.echo(str(res.report))
 
@@ -83,7 +84,7 @@ def importance(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Permutation channel importance (drop in mIoU/accuracy per shuffled band)."""
-    from cryonet.importance import importance_from_checkpoint
+    from cryonet.permutation import importance_from_checkpoint
 
     if mode not in ("samples", "pixels"):
         raise typer.BadParameter(f"--mode must be 'samples' or 'pixels', got {mode!r}")
@@ -125,26 +126,24 @@ def finetune(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Evaluate a checkpoint on another region, fine-tune briefly, evaluate again."""
+    from cryonet.transfer import FinetuneConfig
     from cryonet.transfer import finetune as run
 
     if normalization not in ("checkpoint", "target"):
         raise typer.BadParameter(
             f"--normalization must be 'checkpoint' or 'target', got {normalization!r}"
         )
-    res = run(
-        checkpoint,
-        cube,
-        out,
+    config = FinetuneConfig(
         iterations=iterations,
         batch_size=batch_size,
         lr=lr,
         patch_size=patch_size,
         freeze_encoder=freeze_encoder,
-        normalization=normalization,
+        normalization=normalization,  # type: ignore[arg-type]
         seed=seed,
         device=device,
-        progress=progress,
     )
+    res = run(checkpoint, cube, out, config, progress=progress)
     typer.echo(
         f"mIoU {res.before.miou:.4f} -> {res.after.miou:.4f}, overall accuracy "
         f"{res.before.overall_accuracy:.4f} -> {res.after.overall_accuracy:.4f}"

@@ -36,3 +36,23 @@ PROVIDER_HELP = (
     "Provider config (name from 'glacierstack providers' or path to a YAML file); default: "
     "matched by URL, recorded links or the catalog's collection ids"
 )
+
+
+STORAGE_OPTION_HELP = (
+    "fsspec storage option for object-store URLs (s3://, gs://, az://), repeatable, before the "
+    "command: e.g. endpoint_url=http://minio:9000, profile=myaws, anon=true, "
+    "client_kwargs.region_name=eu-west-1; prefix a protocol (gs:token=...) to limit it to one. "
+    "Also sent to every Dask worker."
+)
+
+
+def use_storage_options(items: list[str] | None) -> None:
+    """Apply ``--storage-option`` values (see :func:`glacierstack.storage.configure`)."""
+    if not items:
+        return
+    from glacierstack.storage import configure, parse_storage_options
+
+    try:
+        configure(parse_storage_options(items))
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--storage-option") from e

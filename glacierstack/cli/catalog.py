@@ -103,9 +103,15 @@ def search(
 
 @app.command("stac-from-files")
 def stac_from_files_cmd(
-    files: Annotated[list[Path], typer.Argument(help="Single-band GeoTIFF/COG files")],
+    files: Annotated[list[Path], typer.Argument(help="GeoTIFF/COG files (any band count)")],
     out: Annotated[Path, typer.Option(help="Output folder for catalog.json")],
-    collection: Annotated[str, typer.Option(help="Collection id, e.g. its-live-velocity")],
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            help="Collection id, e.g. its-live-velocity (default with --sensor: "
+            "the sensor's, 'optical' for any optical sensor)"
+        ),
+    ] = None,
     datetime: Annotated[
         str | None, typer.Option(help="Date or window, e.g. 2018 or 2018-10-15")
     ] = None,
@@ -116,15 +122,47 @@ def stac_from_files_cmd(
         ),
     ] = r"^(?P<item>.+)_(?P<asset>[^_]+)$",
     copy: Annotated[bool, typer.Option(help="Copy the files into the catalog folder")] = False,
+    bands: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Band names of multi-band files, e.g. red,green,blue (all such "
+            "files) or rgb=red,green,blue (files whose pattern asset is rgb); "
+            "default: the files' band descriptions; repeatable"
+        ),
+    ] = None,
+    sensor: Annotated[
+        str | None,
+        typer.Option(
+            help="Sensor band map: sentinel-2-l2a, landsat-tm-c2l2, landsat-etm-c2l2, "
+            "landsat-oli-c2l2, landsat-{tm,etm,oli}-toa, optical (common names)"
+        ),
+    ] = None,
+    scale: Annotated[
+        float | None, typer.Option(help="Scale for files declaring none (physical=DN*s+o)")
+    ] = None,
+    offset: Annotated[float | None, typer.Option(help="Offset for files declaring none")] = None,
+    nodata: Annotated[float | None, typer.Option(help="Nodata for files declaring none")] = None,
 ) -> None:
-    """Turn local rasters into a static STAC catalog usable as --catalog."""
-    from glacierstack.byo import stac_from_files
+    """Turn local rasters into a static STAC catalog usable as --catalog.
+
+    A file's declared scale/offset wins; else --scale/--offset; else the --sensor product's;
+    else values are used as stored. Multi-band files give one asset per band.
+    """
+    from glacierstack.byo import EncodingOptions, parse_bands, stac_from_files
 
     try:
+        enc = EncodingOptions(sensor=sensor, scale=scale, offset=offset, nodata=nodata)
         path = stac_from_files(
-            files, out, collection=collection, datetime=datetime, pattern=pattern, copy=copy
+            files,
+            out,
+            collection=collection,
+            datetime=datetime,
+            pattern=pattern,
+            copy=copy,
+            bands=parse_bands(bands or []),
+            encoding=enc,
         )
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, KeyError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
     typer.echo(str(path))

@@ -26,6 +26,14 @@ def synth(
         ),
     ] = 20.0,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same bytes.")] = 0,
+    year: Annotated[
+        int | None,
+        typer.Option(
+            "--year",
+            help="Observation year (default: the preset's); later years: same terrain, "
+            "retreated glaciers (ELA +6 m/yr).",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing output folder.")
     ] = False,
@@ -46,7 +54,13 @@ def synth(
         )
     try:
         region = generate_region(
-            preset, out, size_km=size_km, seed=seed, overwrite=overwrite, progress=progress
+            preset,
+            out,
+            size_km=size_km,
+            seed=seed,
+            overwrite=overwrite,
+            progress=progress,
+            year=year,
         )
     except FileExistsError as err:
         typer.echo(f"error: {err}", err=True)

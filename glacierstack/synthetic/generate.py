@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -14,6 +14,7 @@ import numpy as np
 import rasterio
 from tqdm.auto import tqdm
 
+from glacierstack import storage
 from glacierstack.grid import Grid
 from glacierstack.synthetic.noise import fractal_noise, white_noise
 from glacierstack.synthetic.outlines import debris_outlines, glacier_outlines, write_gpkg
@@ -103,7 +104,10 @@ class SyntheticArrays:
 
 
 def generate_arrays(
-    preset: str | RegionPreset = "poiqu", size_km: float = 2.0, seed: int = 0
+    preset: str | RegionPreset = "poiqu",
+    size_km: float = 2.0,
+    seed: int = 0,
+    year: int | None = None,
 ) -> SyntheticArrays:
     """Generate the true 10 m fields of a (small) region in memory, without writing files.
 
@@ -119,8 +123,11 @@ def generate_arrays(
         Side of the square region (km).
     seed
         Random seed.
+    year
+        Observation year (default: the preset's); later years have retreated glaciers on the
+        same terrain (see :func:`~glacierstack.synthetic.scene.build_scene`).
     """
-    scene = build_scene(preset, size_km, seed)
+    scene = build_scene(preset, size_km, seed, year)
     h, w = scene.grid.shape
     window = (0, 0, h, w)
     surf = render_surface(scene, window)
@@ -184,6 +191,15 @@ def _sub_grid(grid: Grid, col0: int, col1: int) -> Grid:
     return Grid(grid.crs, (x0, grid.bounds[1], grid.bounds[0] + col1 * r, grid.bounds[3]), r)
 
 
+def is_synthetic_region(path: Path) -> bool:
+    """Whether ``path`` is a folder written by :func:`generate_region` (safe to replace)."""
+    cat = path / "catalog.json"
+    try:
+        return str(json.loads(cat.read_text()).get("id", "")).startswith("synthetic-")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def generate_region(
     preset: str,
     out: str | Path,
@@ -192,6 +208,7 @@ def generate_region(
     resolution: float = 10.0,
     overwrite: bool = False,
     progress: bool = True,
+    year: int | None = None,
 ) -> SyntheticRegion:
     """Generate a synthetic multi-modal glacier region as COGs plus a static STAC catalog.
 
@@ -215,6 +232,11 @@ def generate_region(
         Replace an existing ``out`` folder.
     progress
         Show a progress bar.
+    year
+        Observation year (default: the preset's, 2018). Another year gives the same terrain,
+        vegetation, snow and noise with the glaciers of an ELA raised by
+        ``ela_rise_per_year`` (6 m/yr by default) per year: retreated termini, smaller
+        accumulation areas. Acquisition dates move to that year.
 
     Returns
     -------
@@ -227,13 +249,21 @@ def generate_region(
             " is not supported"
         )
     p = get_preset(preset)
+    if year is not None:
+        p = p.at_year(year)
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"output folder {out} exists; pass overwrite=True to replace it")
+    if out.exists() and not is_synthetic_region(out):
+        raise storage.ForeignStoreError(
+            f"{out} exists and is not a synthetic region (no catalog.json with a 'synthetic-' "
+            "id); refusing to replace it, choose another folder"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if stage.exists():
-        shutil.rmtree(stage)
+    for debris in storage.scratch_debris(out, "partial"):  # left by a killed run
+        storage.remove_scratch(debris)
+    stage = out.resolve().parent / f".{out.name}.partial-{os.getpid()}"
+    storage.remove_scratch(stage)
     stage.mkdir()
     try:
         # a bounded GDAL block cache: windowed writes must not pile up in memory
@@ -246,11 +276,9 @@ def generate_region(
             f"size {grid.shape[1] * grid.resolution / 1000:g} km, seed {seed}.",
             items,
         )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(stage, out)
+        storage.replace_folder(stage, out, owned=is_synthetic_region, what="a synthetic region")
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        storage.remove_scratch(stage)
         raise
     return SyntheticRegion(
         catalog_path=out / "catalog.json",
@@ -277,7 +305,7 @@ def _write_products(
         "dem": f"Copernicus_DSM_COG_10_N{int(p.lat):02d}_00_E{int(p.lon):03d}_00_DEM_SYN",
         "lw": f"LC08_L2SP_SYNW{zone:02d}_{dates['landsat_w']:%Y%m%d}_02_T1",
         "le": f"LC08_L2SP_SYNE{zone:02d}_{dates['landsat_e']:%Y%m%d}_02_T1",
-        "vel": f"ITS_LIVE_velocity_120m_{p.name}_2018_SYN",
+        "vel": f"ITS_LIVE_velocity_120m_{p.name}_{p.date.year}_SYN",
         "s1r": f"S1B_IW_SLC__1SDV_{dates['s1_ref']:%Y%m%dT%H%M%S}_SYN",
         "s1s": f"S1B_IW_SLC__1SDV_{dates['s1_sec']:%Y%m%dT%H%M%S}_SYN",
         "truth": f"{p.name}-truth-{grid.shape[1] * grid.resolution / 1000:g}km-seed{seed}",
@@ -402,7 +430,7 @@ def _item_specs(
             encoding=S2_ENCODING,
             eo_band={
                 "name": b.name,
-                "common_name": b.asset,
+                "common_name": b.common_name,
                 "center_wavelength": b.center_wavelength,
                 "full_width_half_max": b.full_width_half_max,
             },

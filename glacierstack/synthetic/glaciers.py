@@ -158,7 +158,8 @@ def make_glaciers(
     """
     h, w = z.shape
     s = preset.vertical_scale(size_km)
-    ela = preset.ela
+    # a later year (RegionPreset.at_year) raises the ELA; compressed like every elevation
+    ela = preset.ela + preset.ela_offset * s
     from glacierstack.synthetic.terrain import slope_aspect
 
     slope, _ = slope_aspect(z, dx)

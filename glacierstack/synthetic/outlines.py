@@ -98,7 +98,10 @@ def glacier_outlines(
     # shifted copies of neighbours can touch: merge them as an inventory would
     merged = shapely.union_all(out) if out else shapely.geometry.GeometryCollection()
     parts = list(getattr(merged, "geoms", [merged])) if not merged.is_empty else []
-    return _frame(parts, grid, "glac_id", f"SYN-{region}.")
+    gdf = _frame(parts, grid, "glac_id", f"SYN-{region}.")
+    # an RGI-style id column (RGI 6: ``RGI60-rr.nnnnn``), as inventories name it
+    gdf.insert(0, "RGIId", [f"RGI60-SYN{region}.{i + 1:05d}" for i in range(len(gdf))])
+    return gdf
 
 
 def debris_outlines(labels: np.ndarray, grid: Grid, region: str) -> gpd.GeoDataFrame:

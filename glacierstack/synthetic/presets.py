@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,20 @@ class RegionPreset:
     """Elevation (m) at which the land-surface temperatures of ``SYNTHETIC.md`` apply."""
     full_relief_km: float = 12.0
     """Region size (km) from which the full elevation range is used."""
+    ela_rise_per_year: float = 6.0
+    """Climate warming: rise of the ELA per year after ``date`` (m/yr; used by :meth:`at_year`)."""
+    ela_offset: float = 0.0
+    """ELA shift (m, full-size elevations) of this scene relative to ``ela``; set by
+    :meth:`at_year` so that terrain and every other field stay those of the reference year."""
+
+    def at_year(self, year: int) -> RegionPreset:
+        """Return the same region observed in ``year`` (same day of year).
+
+        The ELA is shifted by ``(year - date.year) * ela_rise_per_year``: later years have
+        retreated termini.
+        """
+        shift = (year - self.date.year) * self.ela_rise_per_year
+        return replace(self, date=self.date.replace(year=year), ela_offset=self.ela_offset + shift)
 
     def vertical_scale(self, size_km: float) -> float:
         """Compression factor of all elevations around the ELA for a region of ``size_km``.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pyproj import Transformer
@@ -76,7 +77,9 @@ def region_grid(preset: RegionPreset, size_km: float, resolution: float = 10.0) 
     return Grid(preset.crs, (xmin, ymin, xmin + side, ymin + side), resolution)
 
 
-def build_scene(preset: str | RegionPreset, size_km: float = 20.0, seed: int = 0) -> Scene:
+def build_scene(
+    preset: str | RegionPreset, size_km: float = 20.0, seed: int = 0, year: int | None = None
+) -> Scene:
     """Build the coarse description of a region (terrain, glaciers, lakes, vegetation, snow).
 
     Parameters
@@ -87,8 +90,15 @@ def build_scene(preset: str | RegionPreset, size_km: float = 20.0, seed: int = 0
         Side length of the square region (km), snapped to 120 m.
     seed
         Random seed; the same seed gives the same region.
+    year
+        Observation year (default: the preset's). Another year keeps the terrain, vegetation,
+        snow and every random field of the reference year and only recomputes the glaciers for
+        an ELA shifted by :attr:`RegionPreset.ela_rise_per_year` per year (see
+        :meth:`RegionPreset.at_year`): later years have smaller glaciers, retreated termini.
     """
     p = get_preset(preset)
+    if year is not None:
+        p = p.at_year(year)
     grid = region_grid(p, size_km)
     coarse = grid.with_resolution(COARSE_RESOLUTION)
     size = (grid.bounds[2] - grid.bounds[0]) / 1000.0
@@ -96,7 +106,13 @@ def build_scene(preset: str | RegionPreset, size_km: float = 20.0, seed: int = 0
     dx = COARSE_RESOLUTION
     z0, az = make_terrain(p, coarse.shape, dx, size, rng)
     filled, rec, order = route(z0, dx)
-    glaciers = make_glaciers(p, z0, filled, rec, order, dx, size, rng)
+    if p.ela_offset:
+        # the glaciers of the shifted climate from a copy of the generator; the reference run
+        # advances it, so every later random field is the reference year's
+        glaciers = make_glaciers(p, z0, filled, rec, order, dx, size, copy.deepcopy(rng))
+        make_glaciers(replace(p, ela_offset=0.0), z0, filled, rec, order, dx, size, rng)
+    else:
+        glaciers = make_glaciers(p, z0, filled, rec, order, dx, size, rng)
     z = glaciers.z
     slope, aspect = slope_aspect(z, dx)
     cos_i = cos_incidence(slope, aspect, p.sun_zenith, p.sun_azimuth)

@@ -61,8 +61,9 @@ class ConstantLogits(torch.nn.Module):
 class SmallConv(torch.nn.Module):
     """Two 3x3 convs (zero padding): outputs near tile edges depend on the tile position."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, fail_after: int | None = None) -> None:
         super().__init__()
+        self.fail_after = fail_after  # forward calls before a simulated crash (not a weight)
         g = torch.Generator().manual_seed(seed)
         self.c1 = torch.nn.Conv2d(len(BANDS), 6, 3, padding=1)
         self.c2 = torch.nn.Conv2d(6, K, 3, padding=1)
@@ -72,6 +73,8 @@ class SmallConv(torch.nn.Module):
         self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise RuntimeError("simulated interruption")
         self.calls += 1
         return self.c2(torch.relu(self.c1(x)))
 
@@ -191,7 +194,7 @@ def test_matches_naive_reference_and_is_chunk_invariant(tmp_path: Path) -> None:
         chunk_size=32,
         device="cpu",
         scheduler="threads",
-        workers=2,
+        threads=2,
         progress=False,
     )
     c1, p1, _ = read(one)
@@ -336,7 +339,12 @@ def test_killed_chunk_without_marker_is_rewritten(tmp_path: Path) -> None:
     g = zarr.open_group(out, mode="r+")
     g["classes"][24:48, 0:24] = 7
     g["probabilities"][:, 24:36, 0:24] = 1
-    g["_progress/done"][1, 0] = 0
+    assert "_progress" not in g  # a finished store keeps no markers
+    done = g.require_group("_progress").create_array(
+        "done", shape=(3, 3), chunks=(1, 1), dtype="uint8", fill_value=0
+    )
+    done[:] = 1
+    done[1, 0] = 0
     g.attrs["complete"] = False
     predict(src, cube, out, **kw)
     c1, p1, a1 = read(out)
@@ -353,6 +361,42 @@ def test_different_run_refuses_then_overwrites(tmp_path: Path) -> None:
         predict(src, cube, out, tile_size=32, overlap=4, device="cpu", progress=False)
     predict(src, cube, out, tile_size=32, overlap=4, device="cpu", progress=False, overwrite=True)
     assert zarr.open_group(out).attrs["run"]["overlap"] == 4
+
+
+def test_in_memory_key_is_a_fingerprint_of_the_weights() -> None:
+    a, b = InMemoryModel(loaded(SmallConv(seed=0))), InMemoryModel(loaded(SmallConv(seed=0)))
+    assert a.cache_key == b.cache_key and a.cache_key.startswith("memory:")
+    assert InMemoryModel(loaded(SmallConv(seed=1))).cache_key != a.cache_key
+    changed = SmallConv(seed=0)
+    with torch.no_grad():
+        changed.c2.bias[0] += 1e-3
+    assert InMemoryModel(loaded(changed)).cache_key != a.cache_key
+    shifted = loaded(SmallConv(seed=0), mean=np.full(len(BANDS), 0.5))
+    assert InMemoryModel(shifted).cache_key != a.cache_key  # input contract is part of it
+    # a plain callable has no weights: a random key, never equal to another one
+    fn = loaded(lambda x: x[:, :K])  # type: ignore[arg-type]
+    assert InMemoryModel(fn).cache_key != InMemoryModel(fn).cache_key
+    assert InMemoryModel(a.model, key="mine").cache_key == "mine"
+
+
+def test_notebook_run_with_same_weights_resumes(tmp_path: Path) -> None:
+    """A new InMemoryModel wrapping equal weights resumes an interrupted mosaic (no key given)."""
+    cube = make_cube(tmp_path / "cube.zarr", 60, 60, seed=3)
+    kw = dict(tile_size=32, overlap=8, chunk_size=24, batch_size=1, device="cpu")
+    kw.update(scheduler="synchronous", progress=False)
+    ref = predict(InMemoryModel(loaded(SmallConv())), cube, tmp_path / "ref.zarr", **kw)
+    clear_model_cache()
+    with pytest.raises(RuntimeError, match="simulated"):
+        predict(InMemoryModel(loaded(SmallConv(fail_after=6))), cube, tmp_path / "m.zarr", **kw)
+    assert zarr.open_group(tmp_path / "m.zarr").attrs["complete"] is False
+    clear_model_cache()
+    out = predict(InMemoryModel(loaded(SmallConv())), cube, tmp_path / "m.zarr", **kw)
+    c0, p0, _ = read(ref)
+    c1, p1, a1 = read(out)
+    assert a1["complete"] is True and np.array_equal(c0, c1) and np.array_equal(p0, p1)
+    clear_model_cache()
+    with pytest.raises(ValueError, match="different run"):
+        predict(InMemoryModel(loaded(SmallConv(seed=1))), cube, tmp_path / "m.zarr", **kw)
 
 
 # ------------------------------------------------------------------------------------ distributed
@@ -389,13 +433,13 @@ def test_local_cluster_loads_model_once_per_worker(tmp_path: Path) -> None:
 
 def test_unknown_scheduler_is_rejected(tmp_path: Path) -> None:
     cube = make_cube(tmp_path / "cube.zarr", 20, 20)
-    with pytest.raises(ValueError, match="processes"):
+    with pytest.raises(ValueError, match="'local-cluster' is not threads, processes"):
         predict(
             InMemoryModel(loaded(SmallConv())),
             cube,
             tmp_path / "m.zarr",
             device="cpu",
-            scheduler="processes",
+            scheduler="local-cluster",  # the old vocabulary: refused, not dialled
             progress=False,
         )
     assert not (tmp_path / "m.zarr").exists()

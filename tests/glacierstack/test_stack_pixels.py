@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from glacierstack.byo import stac_from_files
+from glacierstack.byo import EncodingOptions, stac_from_files
 from glacierstack.catalog import open_catalog
 from glacierstack.grid import Grid
 from glacierstack.modalities import get_provider
@@ -51,7 +51,11 @@ def region(tmp_path_factory):
         west[10:15, 22:27] = 0  # a nodata hole inside the overlap: east must fill it
         files.append(_write(d / f"a_west_{asset}.tif", west, X0, Y1, 10, 0, "uint16"))
         files.append(_write(d / f"b_east_{asset}.tif", east + k, X0 + 200, Y1, 10, 0, "uint16"))
-    s2 = stac_from_files(files, d / "s2", collection="sentinel-2-l2a", datetime="2018-10-15")
+    # the files declare no encoding: the sensor band map gives it (never a provider default)
+    s2 = stac_from_files(
+        files, d / "s2", collection="sentinel-2-l2a", datetime="2018-10-15",
+        encoding=EncodingOptions(sensor="sentinel-2-l2a"),
+    )  # fmt: skip
     dem = np.linspace(4000, 5000, 25 * 25, dtype=np.float32).reshape(25, 25)
     dem[0, 0] = -32767
     dem_cat = stac_from_files(
@@ -62,6 +66,7 @@ def region(tmp_path_factory):
     lst_cat = stac_from_files(
         [_write(d / "ls_lwir11.tif", lst, X0, Y1, 20, 0, "uint16")],
         d / "lst", collection="landsat-c2-l2", datetime="2018-10-10",
+        encoding=EncodingOptions(scale=0.00341802, offset=149.0),
     )  # fmt: skip
     rng = np.random.default_rng(0)
     slc = []

@@ -85,7 +85,7 @@ def test_layout_stats_and_attrs(tmp_path):
     assert (out / ".zmetadata").is_file()
     meta = json.loads((out / "features" / ".zarray").read_text())
     assert meta["compressor"]["id"] == "blosc" and meta["chunks"] == [len(BANDS), 64, 64]
-    assert not (out / ".progress").exists()
+    assert not (out / ".glacierstack" / "progress").exists()
     assert cube_status(out) == "complete"
 
 
@@ -113,7 +113,7 @@ def test_interrupted_write_is_incomplete_and_resumes(tmp_path):
     assert cube_status(path) == "incomplete"
     with pytest.raises(IncompleteCubeError, match="interrupted"):
         open_cube(path)
-    done = {p.name for p in (path / ".progress" / "features").iterdir()}
+    done = {p.name for p in (path / ".glacierstack" / "progress" / "features").iterdir()}
     assert "1.2" not in done and len(done) < 6
     # the same build again (input no longer failing) writes only the missing tiles
     calls2: list = []
@@ -151,7 +151,7 @@ def test_killed_process_leaves_incomplete_store_then_resumes(tmp_path):
     """)
     )
     proc = subprocess.Popen([sys.executable, str(script), "0.05"])
-    marks = path / ".progress" / "features"
+    marks = path / ".glacierstack" / "progress" / "features"
     deadline = time.time() + 60
     while time.time() < deadline:
         if marks.is_dir() and len(list(marks.iterdir())) >= 5:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from glacierstack.synthetic import PRESETS, build_scene, generate_arrays
 from glacierstack.synthetic.surfaces import render_surface
@@ -133,3 +134,23 @@ def test_glacier_termini_below_ela_and_accumulation_above():
     fast = ice & (np.hypot(g.vx, g.vy) > 5)
     down = -(dzdx * g.vx - dzdy * g.vy)  # (east, north) dot -grad(z)
     assert fast.sum() > 20 and (down[fast] > 0).mean() > 0.9
+
+
+def test_later_year_same_terrain_retreated_glaciers(poiqu):
+    later = generate_arrays("poiqu", SIZE_KM, seed=0, year=2038)
+    ice0, ice1 = np.isin(poiqu.labels, (1, 2)), np.isin(later.labels, (1, 2))
+    # 20 years at +6 m/yr of ELA: the glaciers shrink; far more ice is lost than gained
+    assert ice1.sum() < 0.97 * ice0.sum()
+    assert (ice1 & ~ice0).sum() < 0.35 * (ice0 & ~ice1).sum()
+    # the loss is at the low end (termini retreat up-valley): the lowest third of the
+    # reference ice (by the reference elevation) loses more than the highest third
+    z = poiqu.elevation
+    lo, hi = np.percentile(z[ice0], [33, 67])
+    low, high = z < lo, z >= hi
+    assert (ice1 & low).sum() / (ice0 & low).sum() < (ice1 & high).sum() / (ice0 & high).sum()
+    # the terrain away from the ice is the reference year's
+    far = ~ndimage.binary_dilation(ice0 | ice1, iterations=30)
+    same = np.isclose(poiqu.elevation[far], later.elevation[far], atol=0.01)
+    assert same.mean() > 0.9  # the rest: proglacial lakes that moved with the termini
+    # the reference year is the default
+    assert np.array_equal(generate_arrays("poiqu", SIZE_KM, seed=0, year=2018).labels, poiqu.labels)

@@ -31,6 +31,7 @@ from typing import Literal
 import numpy as np
 
 from glacierstack.classes import CLASS_NAMES, NODATA_LABEL
+from glacierstack.provenance import location_ref
 
 ShuffleMode = Literal["samples", "pixels"]
 
@@ -177,18 +178,27 @@ def _predict_confusion(
     batch_size: int,
     device: str,
 ) -> np.ndarray:
+    """Confusion matrix of ``model`` on in-memory patches (the one evaluation loop)."""
     import torch
 
-    from cryonet.metrics import confusion_matrix
+    from cryonet.engine import evaluate_loader
 
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    with torch.inference_mode():
-        for start in range(0, len(x), batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
-            logits = model(xb)
-            pred = logits.argmax(dim=1).cpu().numpy()
-            cm += confusion_matrix(y[start : start + batch_size], pred, num_classes)
-    return cm
+    batches = (
+        (
+            torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])),
+            torch.from_numpy(np.ascontiguousarray(y[i : i + batch_size])).long(),
+        )
+        for i in range(0, len(x), batch_size)
+    )
+    names = [str(k) for k in range(num_classes)]
+    metrics, _ = evaluate_loader(
+        model,  # type: ignore[arg-type]
+        batches,
+        torch.device(device),
+        num_classes=num_classes,
+        class_names=names,
+    )
+    return np.asarray(metrics.confusion, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -440,6 +450,7 @@ def load_test_patches(
     *,
     mean: Sequence[float],
     std: Sequence[float],
+    bands: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read patches of a cube, normalised with given statistics (e.g. a checkpoint's).
 
@@ -452,7 +463,9 @@ def load_test_patches(
     patch_size
         Patch edge in pixels.
     mean, std
-        Per-band normalisation statistics in the cube's band order.
+        Per-band normalisation statistics, in the order of ``bands``.
+    bands
+        The bands to read by name, in this order (a checkpoint's); default: the cube's.
 
     Returns
     -------
@@ -462,9 +475,7 @@ def load_test_patches(
     """
     from cryonet.data import CubeSource, PatchDataset
 
-    source = CubeSource(cube)
-    source.mean = np.asarray(mean, dtype=np.float32)
-    source.std = np.asarray(std, dtype=np.float32)
+    source = CubeSource(cube, bands=bands, stats=(mean, std))
     ds = PatchDataset(source, windows, patch_size)
     n = len(ds)
     x = np.empty((n, source.n_bands, patch_size, patch_size), np.float32)
@@ -524,8 +535,8 @@ def importance_from_checkpoint(
     from cryonet.data import SPLIT_FILE, CubeSource, PatchSplit, SplitConfig, make_split
 
     checkpoint, cube = Path(checkpoint), Path(cube)
-    source = CubeSource(cube)
-    model, meta = load_model(checkpoint, map_location=device, bands=list(source.bands))
+    model, meta = load_model(checkpoint, map_location=device)
+    source = CubeSource(cube, bands=meta["bands"])  # the one band rule: by name
     if split is not None:
         sp_path = Path(split)
         sp_path = sp_path / SPLIT_FILE if sp_path.is_dir() else sp_path
@@ -539,7 +550,9 @@ def importance_from_checkpoint(
         pick = np.sort(np.random.default_rng(seed).choice(len(windows), max_samples, replace=False))
         windows = windows[pick]
     del source
-    x, y = load_test_patches(cube, windows, sp.patch_size, mean=meta["mean"], std=meta["std"])
+    x, y = load_test_patches(
+        cube, windows, sp.patch_size, mean=meta["mean"], std=meta["std"], bands=meta["bands"]
+    )
     res = permutation_importance(
         model,
         x,
@@ -556,8 +569,8 @@ def importance_from_checkpoint(
     res = replace(
         res,
         meta={
-            "checkpoint": str(checkpoint),
-            "cube": str(cube),
+            "checkpoint": location_ref(checkpoint),
+            "cube": location_ref(cube),
             "split": str(sp_path) if sp_path else "new random split",
             "patch_size": sp.patch_size,
             "windows": windows.tolist(),

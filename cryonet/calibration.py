@@ -1,0 +1,425 @@
+"""Calibrated confidence: temperature scaling, expected calibration error, reliability diagrams.
+
+A network trained with cross-entropy is usually over-confident: of the pixels it labels with
+95 % probability, fewer than 95 % are right. *Temperature scaling* (Guo et al., 2017) divides
+the logits by one scalar ``T > 0`` fitted on held-out (validation) pixels by minimising the
+negative log-likelihood; ``T > 1`` softens over-confident probabilities. It never changes the
+arg-max, so class maps and IoU stay the same; only the probabilities (and the confidence
+layers written with a mosaic) change.
+
+Calibration is measured by the *expected calibration error* (top-label ECE): pixels are put
+into ``n_bins`` equal-width bins of their confidence ``p_max = max_k p_k``, and
+
+``ECE = sum_b (n_b / N) * |accuracy_b - mean confidence_b|``
+
+where ``accuracy_b`` is the fraction of pixels in bin ``b`` whose arg-max class is the reference
+class. The per-bin values are the *reliability diagram* (accuracy against confidence; a
+perfectly calibrated model lies on the diagonal).
+
+:func:`calibrate_checkpoint` is the hook training calls at its end: it fits ``T`` on the
+validation patches of a split and stores it in the checkpoint (key ``calibration``), which
+prediction then applies (see :func:`checkpoint_temperature`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from glacierstack.classes import NODATA_LABEL
+
+__all__ = [
+    "Calibration",
+    "Reliability",
+    "calibrate_checkpoint",
+    "calibrate_model",
+    "calibration_from_logits",
+    "calibration_report",
+    "checkpoint_temperature",
+    "collect_logits",
+    "confidence_layers",
+    "expected_calibration_error",
+    "fit_temperature",
+    "plot_reliability",
+    "reliability",
+    "store_calibration",
+]
+
+DEFAULT_BINS = 15
+"""Confidence bins of the ECE and the reliability diagram (the usual choice)."""
+MAX_PIXELS = 500_000
+"""Validation pixels kept (a seeded random sample) for fitting the temperature."""
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Reliability-diagram data of one set of predictions."""
+
+    edges: np.ndarray
+    """``n_bins + 1`` confidence bin edges in ``[0, 1]``."""
+    count: np.ndarray
+    """Pixels per bin (int64)."""
+    confidence: np.ndarray
+    """Mean confidence per bin (NaN where empty)."""
+    accuracy: np.ndarray
+    """Fraction of correct arg-max predictions per bin (NaN where empty)."""
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error (0..1)."""
+        n = self.count.sum()
+        if n == 0:
+            return float("nan")
+        ok = self.count > 0
+        gap = np.abs(self.accuracy[ok] - self.confidence[ok])
+        return float((self.count[ok] * gap).sum() / n)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted temperature and what it did on the pixels it was fitted on."""
+
+    temperature: float
+    """Divide logits by this before the softmax."""
+    ece_before: float
+    """ECE (0..1) with ``T = 1``."""
+    ece_after: float
+    """ECE (0..1) with the fitted ``T``."""
+    nll_before: float
+    """Mean negative log-likelihood with ``T = 1``."""
+    nll_after: float
+    """Mean negative log-likelihood with the fitted ``T``."""
+    n_pixels: int
+    """Pixels used."""
+    subset: str = "val"
+    """Split subset the pixels came from."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (as stored in a checkpoint)."""
+        return asdict(self)
+
+
+def _probs(logits: torch.Tensor | np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    t = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+    return torch.softmax(t / float(temperature), dim=-1).numpy()
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, n_bins: int = DEFAULT_BINS) -> Reliability:
+    """Reliability-diagram data from class probabilities.
+
+    Parameters
+    ----------
+    probs
+        ``(N, K)`` probabilities (rows sum to 1).
+    labels
+        ``(N,)`` reference class ids; :data:`~glacierstack.classes.NODATA_LABEL` is ignored.
+    n_bins
+        Equal-width confidence bins; a confidence of exactly 1 falls in the last bin.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels).reshape(-1)
+    if probs.ndim != 2 or probs.shape[0] != labels.shape[0]:
+        raise ValueError(f"probabilities {probs.shape} and labels {labels.shape} do not match")
+    keep = labels != NODATA_LABEL
+    probs, labels = probs[keep], labels[keep]
+    conf = probs.max(axis=1) if len(probs) else np.zeros(0)
+    correct = (probs.argmax(axis=1) == labels) if len(probs) else np.zeros(0, bool)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / count
+        acc = np.bincount(idx, weights=correct.astype(np.float64), minlength=n_bins) / count
+    return Reliability(edges=edges, count=count, confidence=mean_conf, accuracy=acc)
+
+
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = DEFAULT_BINS
+) -> float:
+    """Top-label expected calibration error (0..1) of ``(N, K)`` probabilities."""
+    return reliability(probs, labels, n_bins).ece
+
+
+def _nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
+    return float(nn.functional.cross_entropy(logits / temperature, labels))
+
+
+def fit_temperature(
+    logits: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, max_iter: int = 100
+) -> float:
+    """Fit the temperature ``T`` minimising the mean NLL of ``softmax(logits / T)`` (L-BFGS).
+
+    ``log T`` is optimised (so ``T`` stays positive), starting from ``T = 1``.
+
+    Parameters
+    ----------
+    logits
+        ``(N, K)`` logits.
+    labels
+        ``(N,)`` reference class ids (nodata pixels must already be removed).
+    max_iter
+        L-BFGS iterations.
+    """
+    x = torch.as_tensor(np.asarray(logits, dtype=np.float32)).double()
+    y = torch.as_tensor(np.asarray(labels)).long()
+    if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"need (N, K) logits and (N,) labels with N > 0; got {x.shape}, {y.shape}")
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(x / torch.exp(log_t), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    t = float(torch.exp(log_t).detach())
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"temperature fit diverged (T = {t})")
+    return t
+
+
+@torch.no_grad()
+def collect_logits(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of the valid pixels of ``loader`` (a seeded sample of ``max_pixels``).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``(N, K)`` float32 logits and ``(N,)`` int64 labels.
+    """
+    was_training = model.training
+    model.eval()
+    xs, ys = [], []
+    for x, y in loader:
+        logits = model(x.to(device)).float()
+        k = logits.shape[1]
+        flat = logits.permute(0, 2, 3, 1).reshape(-1, k).cpu()
+        lab = y.reshape(-1).long()
+        keep = lab != NODATA_LABEL
+        xs.append(flat[keep].numpy())
+        ys.append(lab[keep].numpy())
+    model.train(was_training)
+    if not xs:
+        raise ValueError("the loader yielded no batches")
+    logits_all = np.concatenate(xs)
+    labels_all = np.concatenate(ys)
+    if len(labels_all) > max_pixels:
+        pick = np.random.default_rng(seed).choice(len(labels_all), max_pixels, replace=False)
+        logits_all, labels_all = logits_all[pick], labels_all[pick]
+    return logits_all, labels_all
+
+
+def calibration_from_logits(
+    logits: np.ndarray, labels: np.ndarray, *, subset: str = "val", n_bins: int = DEFAULT_BINS
+) -> Calibration:
+    """Fit the temperature on ``logits``/``labels`` and report ECE and NLL before and after."""
+    t = fit_temperature(logits, labels)
+    x = torch.as_tensor(logits).double()
+    y = torch.as_tensor(labels).long()
+    return Calibration(
+        temperature=t,
+        ece_before=expected_calibration_error(_probs(logits), labels, n_bins),
+        ece_after=expected_calibration_error(_probs(logits, t), labels, n_bins),
+        nll_before=_nll(x, y, 1.0),
+        nll_after=_nll(x, y, t),
+        n_pixels=len(labels),
+        subset=subset,
+    )
+
+
+def calibrate_model(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    *,
+    subset: str = "val",
+) -> Calibration:
+    """Fit temperature scaling of ``model`` on the pixels of ``loader`` (validation patches)."""
+    logits, labels = collect_logits(model, loader, device)
+    return calibration_from_logits(logits, labels, subset=subset)
+
+
+def store_calibration(checkpoint: str | os.PathLike[str], calibration: Calibration) -> Path:
+    """Rewrite a checkpoint atomically with a ``calibration`` entry; the rest is unchanged."""
+    from cryonet.checkpoint import load_checkpoint, rewrite_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    ckpt["calibration"] = calibration.to_dict()
+    return rewrite_checkpoint(checkpoint, ckpt)
+
+
+def calibrate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    cube: str | os.PathLike[str],
+    split: Any,
+    *,
+    subset: str = "val",
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> Calibration:
+    """Fit temperature scaling on a split's ``subset`` patches and store it in the checkpoint.
+
+    Parameters
+    ----------
+    checkpoint
+        A checkpoint from training (rewritten with a ``calibration`` entry).
+    cube
+        The Zarr cube the split refers to.
+    split
+        A :class:`~cryonet.data.PatchSplit`, a ``split.json`` or a run directory holding one.
+    subset
+        Patches to fit on (``val``; never the test patches).
+    batch_size, device
+        Inference settings.
+    """
+    from cryonet.checkpoint import load_model
+    from cryonet.data import (
+        SPLIT_FILE,
+        CubeSource,
+        PatchDataset,
+        PatchSampler,
+        PatchSplit,
+        batch_loader,
+    )
+
+    dev = torch.device(device)
+    model, meta = load_model(checkpoint, map_location=dev)
+    # the one band rule (cryonet.bands) and the checkpoint's statistics, as predict uses
+    source = CubeSource(cube, bands=meta["bands"], stats=(meta["mean"], meta["std"]))
+    if not isinstance(split, PatchSplit):
+        p = Path(split)
+        split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
+    windows = split.subset(subset)
+    if len(windows) == 0:
+        raise ValueError(f"the split has no {subset!r} patches to fit the temperature on")
+    ds = PatchDataset(source, windows, split.patch_size)
+    loader = batch_loader(ds, PatchSampler(len(ds), shuffle=False, equal_shards=False), batch_size)
+    cal = calibrate_model(model, loader, dev, subset=subset)
+    store_calibration(checkpoint, cal)
+    return cal
+
+
+def calibration_report(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    temperature: float,
+    out: str | os.PathLike[str],
+    *,
+    title: str = "",
+    n_bins: int = DEFAULT_BINS,
+) -> dict[str, float]:
+    """ECE before (``T = 1``) and after temperature scaling on a loader's pixels, plus figure.
+
+    Writes ``calibration.json`` (``temperature``, ``ece_uncalibrated``, ``ece_calibrated``,
+    ``nll_uncalibrated``, ``nll_calibrated``, ``pixels``; ECE in 0..1) and ``reliability.png``
+    into ``out``. For a model whose output is already calibrated (an ensemble / TTA average)
+    pass ``temperature=1``: both columns are then equal.
+    """
+    logits, labels = collect_logits(model, loader, device)
+    x, y = torch.as_tensor(logits).double(), torch.as_tensor(labels).long()
+    before = reliability(_probs(logits), labels, n_bins)
+    after = reliability(_probs(logits, temperature), labels, n_bins)
+    result = {
+        "temperature": float(temperature),
+        "ece_uncalibrated": before.ece,
+        "ece_calibrated": after.ece,
+        "nll_uncalibrated": _nll(x, y, 1.0),
+        "nll_calibrated": _nll(x, y, temperature),
+        "pixels": int(len(labels)),
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "calibration.json").write_text(json.dumps(result, indent=1))
+    diagrams = {"T = 1": before}
+    if temperature != 1.0:
+        diagrams[f"T = {temperature:.2f}"] = after
+    plot_reliability(diagrams, out / "reliability.png", title=title or None)
+    return result
+
+
+def checkpoint_temperature(meta: Mapping[str, Any]) -> float:
+    """Return the temperature stored in a checkpoint dict (1.0 if never calibrated)."""
+    cal = meta.get("calibration") or {}
+    t = float(cal.get("temperature", 1.0))
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"checkpoint calibration has an invalid temperature {t}")
+    return t
+
+
+def confidence_layers(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel confidence of ``(K, ...)`` class probabilities.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        The maximum probability and the normalised entropy
+        ``-sum_k p_k log p_k / log K`` (0 = certain, 1 = uniform), both float32 in ``[0, 1]``.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    k = p.shape[0]
+    pmax = p.max(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=0)
+    ent = ent / math.log(k) if k > 1 else np.zeros_like(ent)
+    return pmax.astype(np.float32), np.clip(ent, 0.0, 1.0).astype(np.float32)
+
+
+def plot_reliability(
+    diagrams: Mapping[str, Reliability], path: str | os.PathLike[str], title: str | None = None
+) -> Path:
+    """Draw reliability diagrams (accuracy against confidence, with the ECE in the legend).
+
+    Parameters
+    ----------
+    diagrams
+        Label (e.g. ``"before (T=1)"``, ``"after (T=1.8)"``) -> :class:`Reliability`.
+    path
+        Output PNG.
+    title
+        Figure title.
+    """
+    from cryonet._plot import subplots
+
+    fig, (ax, axh) = subplots(
+        2, 1, figsize=(4.8, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfect calibration")
+    for label, rel in diagrams.items():
+        centres = 0.5 * (rel.edges[:-1] + rel.edges[1:])
+        ok = rel.count > 0
+        ax.plot(
+            rel.confidence[ok], rel.accuracy[ok], marker="o", ms=3,
+            label=f"{label}: ECE {100 * rel.ece:.2f} %",
+        )  # fmt: skip
+        axh.step(centres, rel.count / max(rel.count.sum(), 1), where="mid", label=label)
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title or "Reliability diagram")
+    axh.set_xlabel("confidence (max probability)")
+    axh.set_ylabel("share")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path

@@ -1,0 +1,268 @@
+"""The driver: :func:`predict` checks the cube and model, creates or resumes the mosaic, runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import xarray as xr
+import zarr
+
+from cryonet.bands import band_index
+from cryonet.infer.blend import PROBABILITY_SCALE
+from cryonet.infer.mosaic import create_store, done_markers, finalise_store
+from cryonet.infer.schedule import execute
+from cryonet.infer.sources import LoadedModel, ModelSource, load_cached
+from cryonet.infer.task import ChunkJob
+from cryonet.infer.tiling import TilingOptions, chunk_plan, default_chunk_size
+from glacierstack.classes import NODATA_LABEL
+from glacierstack.grid import Grid
+from glacierstack.provenance import location_ref
+from glacierstack.runner import DaskSession, RunnerOptions, dask_session, parse_scheduler
+
+__all__ = ["predict"]
+
+
+def predict(
+    checkpoint: str | Path | ModelSource,
+    cube: str | Path,
+    out: str | Path,
+    *,
+    tile_size: int = 256,
+    overlap: int = 64,
+    batch_size: int = 8,
+    device: str = "auto",
+    chunk_size: int | None = None,
+    amp: bool = False,
+    scheduler: Any = None,
+    threads: int | None = None,
+    torch_threads: int | None = None,
+    profile: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    ensemble: Sequence[str | Path | ModelSource] = (),
+    tta: str | Sequence[int] | None = None,
+) -> Path:
+    """Map a whole cube with a trained model into a Zarr mosaic.
+
+    Parameters
+    ----------
+    checkpoint
+        Checkpoint file (``cryonet.checkpoint``) or any :class:`ModelSource`
+        (e.g. :class:`InMemoryModel`).
+    cube
+        Zarr feature cube (``glacierstack.store`` layout) holding the model's bands.
+    out
+        Output Zarr store. Created, or resumed if it holds an unfinished run with the same
+        model, cube, grid, bands and tiling.
+    tile_size, overlap, batch_size, device, amp
+        See :class:`TilingOptions`.
+    chunk_size
+        Output chunk side in pixels (one Dask task each); default: the smallest multiple of
+        the tile stride >= 1024. Memory per task grows with ``(chunk_size + tile_size)**2``.
+    scheduler
+        The vocabulary of :mod:`glacierstack.runner`: ``None`` (the active
+        ``distributed.Client`` if there is one, else local threads), ``"threads"``,
+        ``"processes"``, ``"synchronous"``, ``"local:N"`` (a new LocalCluster of N worker
+        processes), a scheduler address (``"tcp://host:8786"``), or a ``distributed.Client``.
+    threads
+        Threads per worker for ``local:N`` (default 1); the pool size for ``threads``
+        (default 1 here: torch already uses every core) and ``processes``.
+    torch_threads
+        Torch intra-op threads in each process running tasks (``torch.set_num_threads``).
+        Default: unchanged for the local schedulers and an existing cluster (Dask workers
+        start with one thread), ``cores // (N * threads)`` for a ``local:N`` cluster.
+    profile
+        Write Dask's performance report of the run to this HTML file (distributed only).
+    overwrite
+        Replace an existing store instead of resuming it.
+    progress
+        Show a progress bar over chunks.
+    ensemble
+        More checkpoints (same bands and classes, e.g. other seeds or folds) whose
+        probabilities are averaged with ``checkpoint``'s (:mod:`cryonet.infer.ensemble`).
+    tta
+        Test-time augmentation: ``"all"`` (the 8 dihedral transforms), codes such as
+        ``"0,4"`` or ``(0, 1, 2, 3)``, or ``None`` (none). Costs one forward pass per
+        transform and member.
+
+    Returns
+    -------
+    pathlib.Path
+        The completed store: ``classes`` uint8 ``(y, x)`` (255 = no input), ``probabilities``
+        uint8 ``(class, y, x)`` scaled by 255, ``confidence`` (maximum probability) and
+        ``entropy`` (normalised entropy) uint8 ``(y, x)`` scaled by 255, ``spatial_ref``,
+        attrs ``grid``, ``classes``, ``bands``, ``provenance``, ``complete``.
+    """
+    from cryonet.infer.ensemble import model_source
+
+    tiling = TilingOptions(tile_size, overlap, batch_size, device, amp)
+    source = model_source(checkpoint, ensemble, tta)
+    cube, out = Path(cube).expanduser().resolve(), Path(out).expanduser().resolve()
+    ds = _open_cube(cube)
+    if "grid" not in ds.attrs:
+        raise ValueError(f"cube {cube} has no 'grid' attribute (glacierstack.store layout)")
+    grid = Grid.from_attrs(ds.attrs["grid"])
+    cube_bands = [str(b) for b in ds["band"].values]
+    runner = _runner(scheduler, threads, torch_threads, profile, progress)
+    with dask_session(runner) as session:
+        return _predict(
+            source, cube, out, ds, grid, cube_bands, tiling, chunk_size, overwrite, session
+        )
+
+
+def _runner(
+    scheduler: Any, threads: int | None, torch_threads: int | None, profile: Any, progress: bool
+) -> RunnerOptions:
+    """Runner options of a prediction: one chunk at a time on local threads by default."""
+    kind = parse_scheduler(scheduler).kind if isinstance(scheduler, str | None) else "client"
+    local_threads = kind in ("threads", "active", "synchronous")
+    return RunnerOptions(
+        scheduler=scheduler,
+        threads=threads if threads is not None else (1 if local_threads else None),
+        torch_threads=torch_threads,
+        profile=str(profile) if profile is not None else None,
+        progress=progress,
+        warm_kernels=False,
+    )
+
+
+def _predict(
+    source: ModelSource,
+    cube: Path,
+    out: Path,
+    ds: xr.Dataset,
+    grid: Grid,
+    cube_bands: list[str],
+    tiling: TilingOptions,
+    chunk_size: int | None,
+    overwrite: bool,
+    session: DaskSession,
+) -> Path:
+    local = session.client is None
+    # the client process needs the model's bands/classes; it only keeps a GPU copy if it runs
+    # the tasks itself
+    model = load_cached(source, tiling.resolved_device() if local else torch.device("cpu"))
+    index = band_index(model.bands, cube_bands, f"cube {cube}")
+    cs = int(chunk_size) if chunk_size else default_chunk_size(tiling)
+    if cs < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    signature = _run_signature(source, ds, cube, grid, model.bands, tiling, cs)
+
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    if out.exists():
+        attrs = dict(zarr.open_group(out, mode="r").attrs)
+        previous: Any = attrs.get("run")
+        if previous != signature:
+            raise ValueError(
+                f"{out} holds a different run ({_diff(previous, signature)}); "
+                "pass overwrite=True (--overwrite) to replace it"
+            )
+        if attrs.get("complete"):
+            return out
+    else:
+        create_store(out, grid, model.classes, cs, _store_attrs(ds, cube, grid, model, signature))
+
+    done = done_markers(out)
+    plan = [(iy, ix) for iy, ix, _, _ in chunk_plan(grid.shape, cs) if not done[iy, ix]]
+    threads = session.options.torch_threads
+    job = ChunkJob(str(cube), str(out), tuple(index), grid.shape, cs, tiling, threads)
+    execute(source, job, plan, session)
+    finalise_store(out)
+    return out
+
+
+def _open_cube(cube: Path) -> xr.Dataset:
+    from glacierstack.store import open_cube
+
+    return open_cube(cube)
+
+
+def _software() -> dict[str, str]:
+    import glacierstack
+    from cryonet._version import __version__
+
+    return {
+        "cryonet": __version__,
+        "glacierstack": getattr(glacierstack, "__version__", "unknown"),
+        "torch": torch.__version__,
+    }
+
+
+def _run_signature(
+    source: ModelSource,
+    ds: xr.Dataset,
+    cube: Path,
+    grid: Grid,
+    bands: Sequence[str],
+    tiling: TilingOptions,
+    chunk_size: int,
+) -> dict[str, Any]:
+    """Describe the run; a resumed run must match the stored description exactly.
+
+    The cube is identified by its name and build (fingerprint, creation time), not by its
+    local path: no output records one, and a moved cube still resumes.
+    """
+    sha = getattr(source, "sha256", None)
+    model_id = sha() if callable(sha) else source.cache_key
+    build = ds.attrs.get("_build") or {}
+    return {
+        "model": model_id,
+        "cube": {
+            "name": location_ref(cube),
+            "fingerprint": build.get("fingerprint"),
+            "created": ds.attrs.get("created"),
+        },
+        "grid": grid.to_attrs(),
+        "bands": list(bands),
+        "tile_size": tiling.tile_size,
+        "overlap": tiling.overlap,
+        "chunk_size": chunk_size,
+        "amp": tiling.amp,
+    }
+
+
+def _store_attrs(
+    ds: xr.Dataset, cube: Path, grid: Grid, model: LoadedModel, signature: dict[str, Any]
+) -> dict[str, Any]:
+    """Attributes of a new mosaic: grid, classes, bands, run signature and provenance."""
+    return {
+        "grid": grid.to_attrs(),
+        "classes": model.classes,
+        "bands": list(model.bands),
+        "nodata": NODATA_LABEL,
+        "probability_scale": 1.0 / PROBABILITY_SCALE,
+        "run": signature,
+        "provenance": {
+            "cube": location_ref(cube),
+            "stac_items": ds.attrs.get("stac_items", []),
+            "cube_created": ds.attrs.get("created"),
+            "model": {k: v for k, v in model.meta.items() if _jsonable(v)},
+            "software": _software(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "method": "global overlapping tiles, strictly positive Hann window, "
+            "softmax probabilities blended and normalised by summed weights",
+        },
+        "complete": False,
+    }
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+    except TypeError:
+        return False
+    return True
+
+
+def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    if not old:
+        return "no run signature"
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} != {new.get(k)!r}" for k in keys)
