@@ -13,10 +13,11 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 from typer.testing import CliRunner
 
 from cryonet.cli import app
-from cryonet.data import PatchSplit, write_toy_cube
+from cryonet.data import PatchSplit
 from cryonet.evaluation import PAPER_CLASS_ORDER, evaluate, metric_tables
 from cryonet.metrics import SegmentationMetrics
 from cryonet.models import create_model
+from cryonet.testing import write_toy_cube
 from glacierstack.store import open_cube
 
 FAST = {
