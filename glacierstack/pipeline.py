@@ -176,7 +176,7 @@ def _describe(outlines: Outlines | None) -> str | None:
     if outlines is None:
         return None
     if isinstance(outlines, str | os.PathLike):
-        return str(outlines)
+        return location_ref(outlines)  # no local path in the cube's metadata
     return f"<{type(outlines).__name__} with {len(outlines)} features>"
 
 

@@ -6,7 +6,7 @@ import dask
 import numpy as np
 import pytest
 
-from glacierstack.catalog import open_catalog
+from glacierstack.catalog import EmptySearchError, open_catalog
 from glacierstack.grid import Grid
 from glacierstack.inputs import ReadConfig
 from glacierstack.layers import ALL_LAYERS
@@ -102,5 +102,5 @@ def test_loader_protocol_and_errors(realdata):
     grid = Grid.from_bbox((-39.05, -4.75, -38.95, -4.65))
     with pytest.raises(KeyError, match="no modality 'velocity'"):
         load_modalities(cat, grid, "2025-07", ["velocity"])
-    with pytest.raises(Exception, match="sentinel-2-c1-l2a.*2019"):
+    with pytest.raises(EmptySearchError, match="sentinel-2-c1-l2a.*2019"):
         load_modalities(cat, grid, "2019-01", ["s2"])
