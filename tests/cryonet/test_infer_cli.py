@@ -11,14 +11,13 @@ import xarray as xr
 import zarr
 from typer.testing import CliRunner
 
+import cryonet.checkpoint as checkpoint
+import cryonet.models as models
 from cryonet.cli import app
 from cryonet.infer import LoadedModel, TilingOptions, open_mosaic, predict_array
 from glacierstack.classes import class_table
 from glacierstack.grid import Grid
 from glacierstack.store import write_cube
-
-checkpoint = pytest.importorskip("cryonet.checkpoint")
-models = pytest.importorskip("cryonet.models")
 
 BANDS = ["B03", "B04", "B08", "coherence"]
 
