@@ -11,7 +11,6 @@ from glacierstack.grid import Grid
 from glacierstack.layers import ALL_LAYERS
 from glacierstack.stack import RasterLoader, StackstacLoader, load_modalities
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 S2 = [b for b in ALL_LAYERS if b.startswith("B")]
 
 
