@@ -112,7 +112,7 @@ def write_tables(
     dict
         Table key -> Markdown path (the CSV sits next to it).
     """
-    from cryonet.report import markdown_table
+    from cryonet.tables import markdown_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -249,7 +249,7 @@ def evaluate(
     )  # fmt: skip
     if out is not None:
         from cryonet.calibration import calibration_report
-        from cryonet.report import plot_confusion_matrix
+        from cryonet.plots import plot_confusion_matrix
 
         write_tables({label: metrics}, out)
         calibration_report(
@@ -322,7 +322,7 @@ def compare(
     """
     import pandas as pd
 
-    from cryonet.report import markdown_table
+    from cryonet.tables import markdown_table
 
     config = config or TrainConfig()
     out = Path(out)

@@ -182,7 +182,7 @@ def _decoder_parameters(model: Any) -> list[Any]:
 
 
 def _write_tables(result_df: Any, out: Path) -> dict[str, Path]:
-    from cryonet.report import markdown_table
+    from cryonet.tables import markdown_table
 
     csv = out / "transfer_metrics.csv"
     md = out / "transfer_metrics.md"
