@@ -32,7 +32,7 @@ from cryonet.data import (
 )
 from cryonet.metrics import SegmentationMetrics
 from cryonet.train import TrainConfig, _resolve_device, evaluate_loader, train
-from glacierstack.classes import CLASSES, NODATA_LABEL, NUM_CLASSES
+from glacierstack.classes import CLASSES, NODATA_LABEL, NUM_CLASSES, check_same_classes
 
 __all__ = [
     "PAPER_CLASS_ORDER",
@@ -192,6 +192,10 @@ def evaluate(
     -------
     SegmentationMetrics
     """
+    if batch_size < 1 or num_workers < 0:
+        raise ValueError(
+            f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}"
+        )
     dev = _resolve_device(device)
     source = CubeSource(cube)
     if not isinstance(split, PatchSplit):
@@ -199,6 +203,7 @@ def evaluate(
         split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
     split.check_cube(source)
     model, ckpt = load_model(checkpoint, map_location=dev, bands=source.bands)
+    check_same_classes(ckpt["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {cube}")
     ds = PatchDataset(source, split.subset(subset), split.patch_size)
     if len(ds) == 0:
         raise ValueError(f"the split has no {subset!r} patches")

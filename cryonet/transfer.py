@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from glacierstack.classes import NODATA_LABEL
+from glacierstack.classes import NODATA_LABEL, check_same_classes
 
 __all__ = [
     "FinetuneConfig",
@@ -75,7 +75,16 @@ class FinetuneConfig:
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("batch sizes must be >= 1")
+            raise ValueError(
+                f"batch sizes must be >= 1, got batch_size={self.batch_size}, "
+                f"eval_batch_size={self.eval_batch_size}"
+            )
+        if self.patch_size < 8:
+            raise ValueError(f"patch_size must be >= 8 pixels, got {self.patch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if self.normalization not in ("checkpoint", "target"):
             raise ValueError(
                 f"normalization must be 'checkpoint' or 'target', got {self.normalization!r}"
@@ -256,13 +265,16 @@ def finetune(
         overrides["iterations"] = iterations
     cfg = replace(cfg, **overrides) if overrides else cfg
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     checkpoint, target_cube = Path(checkpoint), Path(target_cube)
 
     model, meta = load_model(checkpoint, map_location=cfg.device)
     model.to(cfg.device)
     source = CubeSource(target_cube)
     check_bands(meta["bands"], source.bands, source=f"checkpoint {checkpoint.name}")
+    check_same_classes(
+        meta["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {target_cube}"
+    )
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to fit
     if cfg.normalization == "checkpoint":
         source.mean = np.asarray(meta["mean"], dtype=np.float32)
         source.std = np.asarray(meta["std"], dtype=np.float32)

@@ -172,6 +172,25 @@ def _describe(outlines: Outlines | None) -> str | None:
     return f"<{type(outlines).__name__} with {len(outlines)} features>"
 
 
+def _open_catalog(catalog: Any) -> Any:
+    """``open_catalog``, with a JSON syntax error naming the catalog file it came from."""
+    import json
+
+    from glacierstack.catalog import open_catalog
+
+    try:
+        return open_catalog(catalog)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"catalog {catalog} (or a file it links to) is not valid JSON: {err.msg} at line "
+            f"{err.lineno} column {err.colno}"
+        ) from err
+
+
+MIN_REGION_PIXELS = 16
+"""Smallest region side (pixels): the neighbourhood layers (terrain, texture) need windows."""
+
+
 def build_cube(
     catalog: Any,
     out: str | os.PathLike[str],
@@ -252,7 +271,6 @@ def build_cube(
     ValueError
         Bad bbox/grid, unreadable outlines, or a layer with no valid pixel in the region.
     """
-    from glacierstack.catalog import open_catalog
     from glacierstack.features import compute_features
     from glacierstack.stack import load_modalities
 
@@ -270,6 +288,7 @@ def build_cube(
     storage.preflight(out, "cube", inputs=inputs)  # before any work: never an input, never foreign
     if grid is None:
         grid = Grid.from_bbox(bbox, bbox_crs=bbox_crs, resolution=resolution)  # type: ignore[arg-type]
+    grid.check_min_size(MIN_REGION_PIXELS)
     label_rules = label_rules or LabelRules()
     skipped: dict[str, str] = {}
     if isinstance(catalog, Mapping):
@@ -278,7 +297,7 @@ def build_cube(
         truth_cat = None
         mods = list(modalities) if modalities is not None else list(catalog)
     else:
-        source = open_catalog(catalog)
+        source = _open_catalog(catalog)
         truth_cat = source
         if isinstance(modalities, Mapping):
             raise TypeError("a modalities mapping needs catalog to be a mapping too")

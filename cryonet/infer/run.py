@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 
 import torch
 import xarray as xr
-import zarr
 
 from cryonet.infer.blend import PROBABILITY_SCALE
 from cryonet.infer.mosaic import create_store, done_markers, finalise_store
@@ -19,6 +17,7 @@ from cryonet.infer.schedule import LOCAL_SCHEDULERS, active_client_or, check_sch
 from cryonet.infer.sources import CheckpointModel, LoadedModel, ModelSource, load_cached
 from cryonet.infer.task import ChunkJob
 from cryonet.infer.tiling import TilingOptions, chunk_plan, default_chunk_size
+from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL
 from glacierstack.grid import Grid
 
@@ -85,10 +84,13 @@ def predict(
         ``bands``, ``provenance``, ``complete``.
     """
     tiling = TilingOptions(tile_size, overlap, batch_size, device, amp)
+    _check_sizes(chunk_size, workers, torch_threads)
     source: ModelSource = (
         checkpoint if isinstance(checkpoint, ModelSource) else CheckpointModel(Path(checkpoint))
     )
-    cube, out = Path(cube).expanduser().resolve(), Path(out).expanduser().resolve()
+    cube = Path(cube).expanduser().resolve()
+    inputs = [str(cube)] + ([str(source.path)] if isinstance(source, CheckpointModel) else [])
+    store = storage.preflight(out, "mosaic", inputs=inputs)  # before any work
     ds = _open_cube(cube)
     if "grid" not in ds.attrs:
         raise ValueError(f"cube {cube} has no 'grid' attribute (glacierstack.store layout)")
@@ -101,31 +103,39 @@ def predict(
     # the tasks itself
     model = load_cached(source, tiling.resolved_device() if local else torch.device("cpu"))
     band_index = _band_index(cube_bands, model.bands, cube)
-    cs = int(chunk_size) if chunk_size else default_chunk_size(tiling)
-    if cs < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    cs = int(chunk_size) if chunk_size is not None else default_chunk_size(tiling)
     signature = _run_signature(source, cube, grid, model.bands, tiling, cs)
 
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
-    if out.exists():
-        attrs = dict(zarr.open_group(out, mode="r").attrs)
-        if attrs.get("run") != signature:
-            raise ValueError(
-                f"{out} holds a different run ({_diff(attrs.get('run'), signature)}); "
-                "pass overwrite=True (--overwrite) to replace it"
-            )
-        if attrs.get("complete"):
-            return out
-    else:
-        create_store(out, grid, model.classes, cs, _store_attrs(ds, cube, grid, model, signature))
+    # exclusive creation: of two runs racing for a new store one wins, the other resumes the
+    # same run or is refused; a different run's store is never resumed
+    claim = storage.claim(store, "mosaic", signature, overwrite=overwrite, inputs=inputs)
+    result = Path(store.url) if store.is_local else store.url
+    if claim.state == "complete":
+        return result  # type: ignore[return-value]
+    if claim.state == "new":
+        attrs = _store_attrs(ds, cube, grid, model, signature)
+        create_store(claim, grid, model.classes, cs, attrs)
 
-    done = done_markers(out)
+    done = done_markers(store.url)
     plan = [(iy, ix) for iy, ix, _, _ in chunk_plan(grid.shape, cs) if not done[iy, ix]]
-    job = ChunkJob(str(cube), str(out), tuple(band_index), grid.shape, cs, tiling, torch_threads)
+    job = ChunkJob(
+        str(cube), store.url, tuple(band_index), grid.shape, cs, tiling, torch_threads,
+        claim.run_id,
+    )  # fmt: skip
     execute(source, job, plan, scheduler, workers, progress)
-    finalise_store(out)
-    return out
+    finalise_store(claim)
+    return result  # type: ignore[return-value]
+
+
+def _check_sizes(chunk_size: int | None, workers: int | None, torch_threads: int | None) -> None:
+    """Refuse sizes that cannot work, before anything is read or created (no silent defaults)."""
+    for name, value, lo in (
+        ("chunk_size", chunk_size, 1),
+        ("workers", workers, 1),
+        ("torch_threads", torch_threads, 1),
+    ):
+        if value is not None and value < lo:
+            raise ValueError(f"{name} must be >= {lo} (or unset for the default), got {value}")
 
 
 def _open_cube(cube: Path) -> xr.Dataset:
@@ -208,10 +218,3 @@ def _jsonable(v: Any) -> bool:
     except TypeError:
         return False
     return True
-
-
-def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
-    if not old:
-        return "no run signature"
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return ", ".join(f"{k}: {old.get(k)!r} != {new.get(k)!r}" for k in keys)

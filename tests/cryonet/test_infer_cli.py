@@ -12,7 +12,13 @@ import zarr
 from typer.testing import CliRunner
 
 from cryonet.cli import app
-from cryonet.infer import LoadedModel, TilingOptions, open_mosaic, predict_array
+from cryonet.infer import (
+    PROBABILITY_SCALE,
+    LoadedModel,
+    TilingOptions,
+    open_mosaic,
+    predict_array,
+)
 from glacierstack.classes import class_table
 from glacierstack.grid import Grid
 from glacierstack.store import write_cube
@@ -58,8 +64,8 @@ def test_predict_and_export_from_checkpoint(tmp_path: Path) -> None:
         LoadedModel(model.eval(), tuple(BANDS), mean, std),
         TilingOptions(64, 16, device="cpu"),
     )
-    got = np.asarray(zarr.open_group(out)["probabilities"][:]) / 255.0
-    assert np.abs(got - ref).max() <= 0.5 / 255 + 1e-4
+    got = np.asarray(zarr.open_group(out)["probabilities"][:]) / PROBABILITY_SCALE
+    assert np.abs(got - ref).max() <= 0.5 / PROBABILITY_SCALE + 1e-4
 
     res = runner.invoke(
         app,
