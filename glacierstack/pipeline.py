@@ -187,7 +187,7 @@ def _open_catalog(catalog: Any) -> Any:
         ) from err
 
 
-MIN_REGION_PIXELS = 16
+MIN_REGION_PIXELS = 8
 """Smallest region side (pixels): the neighbourhood layers (terrain, texture) need windows."""
 
 

@@ -593,10 +593,10 @@ def check_complete(where: str | os.PathLike[str] | StoreURL, kind: StoreKind) ->
     """
     store = StoreURL.parse(where)
     info = store_info(store, wait=False)
-    if info.state == "missing":
+    if info.state == "missing" and not store.exists():
         raise FileNotFoundError(f"no {kind} at {store}")
-    if info.state == "foreign" or info.kind != kind:
-        what = _what(info, kind)
+    if info.state != "ours" or info.kind != kind:  # an empty folder is not a store either
+        what = _what(info if info.state == "ours" else StoreInfo("foreign"), kind)
         raise ForeignStoreError(f"{store} is {what}")
     if not info.complete:
         raise IncompleteStoreError(

@@ -271,7 +271,7 @@ def test_output_layout_and_provenance(tmp_path: Path) -> None:
     assert ds.attrs["bands"] == list(BANDS)
     # probabilities sum to ~1 (uint8 rounding: at most K/2 off)
     s = ds["probabilities"].values.astype(int).sum(axis=0)
-    assert np.all(np.abs(s - 255) <= K // 2 + 1)
+    assert np.all(np.abs(s - PROBABILITY_SCALE) <= K // 2 + 1)
 
 
 def test_missing_band_is_named(tmp_path: Path) -> None:
