@@ -38,7 +38,14 @@ import numpy as np
 
 from glacierstack.grid import Grid
 
-__all__ = ["AREA_GROUPS", "AreaOptions", "area_change", "glacier_areas", "plot_area_change"]
+__all__ = [
+    "AREA_GROUPS",
+    "AreaOptions",
+    "area_change",
+    "glacier_areas",
+    "labels_as_mosaic",
+    "plot_area_change",
+]
 
 AREA_GROUPS: Mapping[str, tuple[str, ...]] = {
     "area": ("clean_ice", "debris"),
@@ -56,6 +63,34 @@ class AreaOptions:
     """Inventory column holding the glacier id."""
     buffer_m: float = 0.0
     """Also count pixels within this distance (m) of an outline (to the nearest outline)."""
+
+
+def labels_as_mosaic(cube: str | os.PathLike[str]) -> Any:
+    """Return a cube's reference labels in the mosaic layout (one-hot probabilities).
+
+    Lets :func:`glacier_areas` / :func:`area_change` measure the *reference* areas of a
+    labelled cube (e.g. the synthetic truth) exactly as they measure a prediction.
+    """
+    import xarray as xr
+
+    from glacierstack.classes import class_table
+    from glacierstack.store import open_cube
+
+    ds = open_cube(cube)
+    labels = ds["labels"].values
+    labels = np.where(np.isfinite(labels), labels, 255).astype(np.uint8)
+    table = class_table()
+    probs = np.stack([(labels == int(c["id"])) * 255 for c in table]).astype(np.uint8)
+    return xr.Dataset(
+        {"classes": (("y", "x"), labels), "probabilities": (("class", "y", "x"), probs)},
+        coords={"class": [str(c["name"]) for c in table], "y": ds["y"].values, "x": ds["x"].values},
+        attrs={
+            "grid": ds.attrs["grid"],
+            "classes": table,
+            "probability_scale": 1 / 255,
+            "nodata": 255,
+        },
+    )
 
 
 def _mosaic(source: Any) -> Any:

@@ -23,6 +23,7 @@ prediction then applies (see :func:`checkpoint_temperature`).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -42,6 +43,7 @@ __all__ = [
     "calibrate_checkpoint",
     "calibrate_model",
     "calibration_from_logits",
+    "calibration_report",
     "checkpoint_temperature",
     "collect_logits",
     "confidence_layers",
@@ -298,20 +300,60 @@ def calibrate_checkpoint(
         batch_loader,
     )
 
-    source = CubeSource(cube)
+    dev = torch.device(device)
+    model, meta = load_model(checkpoint, map_location=dev)
+    # the one band rule (cryonet.bands) and the checkpoint's statistics, as predict uses
+    source = CubeSource(cube, bands=meta["bands"], stats=(meta["mean"], meta["std"]))
     if not isinstance(split, PatchSplit):
         p = Path(split)
         split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
     windows = split.subset(subset)
     if len(windows) == 0:
         raise ValueError(f"the split has no {subset!r} patches to fit the temperature on")
-    dev = torch.device(device)
-    model, _ = load_model(checkpoint, map_location=dev, bands=source.bands)
     ds = PatchDataset(source, windows, split.patch_size)
     loader = batch_loader(ds, PatchSampler(len(ds), shuffle=False, equal_shards=False), batch_size)
     cal = calibrate_model(model, loader, dev, subset=subset)
     store_calibration(checkpoint, cal)
     return cal
+
+
+def calibration_report(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    temperature: float,
+    out: str | os.PathLike[str],
+    *,
+    title: str = "",
+    n_bins: int = DEFAULT_BINS,
+) -> dict[str, float]:
+    """ECE before (``T = 1``) and after temperature scaling on a loader's pixels, plus figure.
+
+    Writes ``calibration.json`` (``temperature``, ``ece_uncalibrated``, ``ece_calibrated``,
+    ``nll_uncalibrated``, ``nll_calibrated``, ``pixels``; ECE in 0..1) and ``reliability.png``
+    into ``out``. For a model whose output is already calibrated (an ensemble / TTA average)
+    pass ``temperature=1``: both columns are then equal.
+    """
+    logits, labels = collect_logits(model, loader, device)
+    x, y = torch.as_tensor(logits).double(), torch.as_tensor(labels).long()
+    before = reliability(_probs(logits), labels, n_bins)
+    after = reliability(_probs(logits, temperature), labels, n_bins)
+    result = {
+        "temperature": float(temperature),
+        "ece_uncalibrated": before.ece,
+        "ece_calibrated": after.ece,
+        "nll_uncalibrated": _nll(x, y, 1.0),
+        "nll_calibrated": _nll(x, y, temperature),
+        "pixels": int(len(labels)),
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "calibration.json").write_text(json.dumps(result, indent=1))
+    diagrams = {"T = 1": before}
+    if temperature != 1.0:
+        diagrams[f"T = {temperature:.2f}"] = after
+    plot_reliability(diagrams, out / "reliability.png", title=title or None)
+    return result
 
 
 def checkpoint_temperature(meta: Mapping[str, Any]) -> float:

@@ -246,31 +246,15 @@ def load_checkpoint(
 
 def check_bands(
     checkpoint_bands: Sequence[str], cube_bands: Sequence[str], source: str = "checkpoint"
-) -> None:
-    """Raise ``ValueError`` unless the cube's band list equals the checkpoint's, in order.
+) -> list[int]:
+    """Check that a cube holds every band of a checkpoint; return their positions in the cube.
 
-    The message names the bands missing from the cube, the extra bands in the cube, or the
-    first position where the order differs.
+    The one band rule (:mod:`cryonet.bands`): bands are taken by name, in the checkpoint's
+    order; the cube's order and extra bands do not matter. The message names the missing bands.
     """
-    ck, cu = [str(b) for b in checkpoint_bands], [str(b) for b in cube_bands]
-    if ck == cu:
-        return
-    missing = [b for b in ck if b not in cu]
-    extra = [b for b in cu if b not in ck]
-    if missing or extra:
-        detail = []
-        if missing:
-            detail.append(f"missing from the cube: {missing}")
-        if extra:
-            detail.append(f"not used by the {source}: {extra}")
-        msg = "; ".join(detail)
-    else:
-        i = next(i for i, (a, b) in enumerate(zip(ck, cu, strict=True)) if a != b)
-        msg = f"same bands in a different order (position {i}: {source} {ck[i]!r}, cube {cu[i]!r})"
-    raise ValueError(
-        f"band list of the cube ({len(cu)} bands) does not match the {source} "
-        f"({len(ck)} bands): {msg}"
-    )
+    from cryonet.bands import band_index
+
+    return band_index(checkpoint_bands, cube_bands, f"the cube for the {source}")
 
 
 def load_model(
@@ -287,8 +271,8 @@ def load_model(
     map_location
         Device for the weights and the returned model.
     bands
-        The band list of the cube the model will be applied to; if given it must equal the
-        checkpoint's (see :func:`check_bands`).
+        The band list of the cube the model will be applied to; if given it must hold every
+        band of the checkpoint, in any order (see :func:`check_bands`).
 
     Returns
     -------
@@ -301,7 +285,7 @@ def load_model(
     Raises
     ------
     ValueError
-        If the file is not a valid checkpoint or ``bands`` differ from the checkpoint's.
+        If the file is not a valid checkpoint or ``bands`` lack some of the checkpoint's.
     """
     ckpt = load_checkpoint(path, map_location=map_location)
     if bands is not None:

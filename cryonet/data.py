@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from cryonet.bands import band_index
 from glacierstack.classes import NODATA_LABEL, NUM_CLASSES
 
 __all__ = [
@@ -73,6 +74,13 @@ class CubeSource:
         Size threshold for ``cache="auto"``.
     chunk_cache
         Number of decoded chunk blocks kept per process in ``"zarr"`` mode.
+    bands
+        The bands to read, by name and in this order (a model's input bands); ``None``: all of
+        the cube's, in its order. This is the one band rule of cryonet: the cube must hold a
+        model's bands, its order and extra bands do not matter (as for ``cryonet predict``).
+    stats
+        ``(mean, std)`` per selected band to normalise with instead of the cube's own (e.g. a
+        checkpoint's statistics); see :func:`normalisation`.
     """
 
     def __init__(
@@ -81,8 +89,12 @@ class CubeSource:
         cache: Literal["auto", "memory", "zarr"] = "auto",
         memory_limit: int = 4 * 2**30,
         chunk_cache: int = 8,
+        *,
+        bands: Sequence[str] | None = None,
+        stats: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
-        self.path = Path(path)
+        # a URL (s3://...) stays a string: Path() would fold its '//'
+        self.path: Path | str = str(path) if "://" in str(path) else Path(path)
         ds = open_cube(self.path)
         for var in ("features", "labels", "band_mean", "band_std"):
             if var not in ds:
@@ -93,9 +105,23 @@ class CubeSource:
                 f"Zarr cube {self.path}: expected features (band, y, x) and labels (y, x), got "
                 f"{feats.dims} and {ds['labels'].dims}"
             )
-        self.bands: tuple[str, ...] = tuple(str(b) for b in ds["band"].values)
-        self.mean = np.asarray(ds["band_mean"].values, dtype=np.float32)
-        self.std = np.asarray(ds["band_std"].values, dtype=np.float32)
+        cube_bands = [str(b) for b in ds["band"].values]
+        index = band_index(bands, cube_bands, f"cube {self.path}") if bands is not None else None
+        self._index: list[int] | None = index if index != list(range(len(cube_bands))) else None
+        """Cube channels read, in order (``None``: all, in the cube's order)."""
+        self.bands: tuple[str, ...] = tuple(bands) if bands is not None else tuple(cube_bands)
+        mean = np.asarray(ds["band_mean"].values, dtype=np.float32)
+        std = np.asarray(ds["band_std"].values, dtype=np.float32)
+        if stats is not None:
+            mean, std = (np.asarray(v, dtype=np.float32).reshape(-1) for v in stats)
+            if mean.shape != (len(self.bands),) or std.shape != (len(self.bands),):
+                raise ValueError(
+                    f"stats for cube {self.path} have {mean.size}/{std.size} values; expected "
+                    f"{len(self.bands)} (bands {list(self.bands)})"
+                )
+        elif self._index is not None:
+            mean, std = mean[self._index], std[self._index]
+        self.mean, self.std = mean, std
         self.classes: list[dict[str, Any]] = list(ds.attrs.get("classes", []))
         self.attrs = dict(ds.attrs)
         self.shape: tuple[int, int] = (int(ds.sizes["y"]), int(ds.sizes["x"]))
@@ -105,7 +131,7 @@ class CubeSource:
         self.chunks: tuple[int, int] = (
             (int(enc[1]), int(enc[2])) if enc and enc[1] and enc[2] else (512, 512)
         )
-        nbytes = feats.size * 4
+        nbytes = len(self.bands) * self.shape[0] * self.shape[1] * 4
         self.mode: Literal["memory", "zarr"] = (
             ("memory" if nbytes <= memory_limit else "zarr") if cache == "auto" else cache
         )
@@ -123,7 +149,9 @@ class CubeSource:
         """All labels (uint8, small) are always held in memory."""
         self.features: np.ndarray | None = None
         if self.mode == "memory":
-            self.features = np.asarray(self._features_zarr()[...], dtype=np.float32)
+            arr = self._features_zarr()
+            sel = arr[...] if self._index is None else arr.get_orthogonal_selection(self._index)
+            self.features = np.asarray(sel, dtype=np.float32)
 
     # pickling for DataLoader workers with the "spawn" start method: drop open handles
     def __getstate__(self) -> dict[str, Any]:
@@ -158,7 +186,9 @@ class CubeSource:
             return self._blocks[key]
         cy, cx = self.chunks
         arr = self._features_zarr()
-        data = np.asarray(arr[:, by * cy : (by + 1) * cy, bx * cx : (bx + 1) * cx], np.float32)
+        rows, cols = slice(by * cy, (by + 1) * cy), slice(bx * cx, (bx + 1) * cx)
+        chans = slice(None) if self._index is None else self._index
+        data = np.asarray(arr.get_orthogonal_selection((chans, rows, cols)), np.float32)
         self._blocks[key] = data
         if len(self._blocks) > self.chunk_cache:
             self._blocks.popitem(last=False)
@@ -321,9 +351,9 @@ def make_split(source: CubeSource, config: SplitConfig = SplitConfig()) -> Patch
     train windows sharing pixels with a val window, are then dropped, so no pixel is in two
     subsets (this only removes windows when ``overlap > 0`` or blocks cut through windows).
     """
-    if not 0 < config.test_fraction < 1 or not 0 <= config.val_fraction < 1 - config.test_fraction:
+    if not 0 <= config.test_fraction < 1 or not 0 <= config.val_fraction < 1 - config.test_fraction:
         raise ValueError(
-            f"need 0 < test_fraction < 1 and 0 <= val_fraction < 1 - test_fraction, got "
+            f"need 0 <= test_fraction < 1 and 0 <= val_fraction < 1 - test_fraction, got "
             f"test_fraction={config.test_fraction}, val_fraction={config.val_fraction}"
         )
     size = config.patch_size
@@ -338,7 +368,7 @@ def make_split(source: CubeSource, config: SplitConfig = SplitConfig()) -> Patch
             f"labelled {size}-px patches; use a smaller patch_size"
         )
     rng = np.random.default_rng(config.seed)
-    n_test = max(1, round(config.test_fraction * n))
+    n_test = max(1, round(config.test_fraction * n)) if config.test_fraction > 0 else 0
     n_val = round(config.val_fraction * n)
     if config.method == "random":
         order = rng.permutation(n)
@@ -573,13 +603,15 @@ def write_toy_cube(
     noise: float = 0.5,
     chunks: int = 128,
     nodata_rows: int = 8,
+    band_order: Sequence[int] | None = None,
 ) -> Path:
     """Write a small, learnable cube in the contract layout (for tests, benchmarks, docs).
 
     Labels are 5 classes from thresholded smooth random fields; each band is a class
     signature plus Gaussian noise of standard deviation ``noise``; the top ``nodata_rows``
     rows are missing (features NaN, labels 255). Not a physical simulation: use
-    ``glacierstack.synthetic`` for that.
+    ``glacierstack.synthetic`` for that. ``band_order`` writes the same bands (names and
+    values) in another order, e.g. ``[2, 0, 1]``.
     """
     from scipy.ndimage import gaussian_filter
 
@@ -601,6 +633,8 @@ def write_toy_cube(
     feats[:, :nodata_rows] = np.nan
     labels[:nodata_rows] = NODATA_LABEL
     bands = [f"band{i}" for i in range(n_bands)]
+    if band_order is not None:
+        feats, bands = feats[list(band_order)], [bands[i] for i in band_order]
     grid = Grid(
         "EPSG:32645", (500000.0, 3100000.0 - 10.0 * ny, 500000.0 + 10.0 * nx, 3100000.0), 10
     )

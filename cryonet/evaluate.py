@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cryonet.calibration import checkpoint_temperature
 from cryonet.checkpoint import load_model
 from cryonet.data import (
     SPLIT_FILE,
@@ -30,8 +31,9 @@ from cryonet.data import (
     PatchSplit,
     batch_loader,
 )
+from cryonet.engine import evaluate_loader, resolve_device
 from cryonet.metrics import SegmentationMetrics
-from cryonet.train import TrainConfig, _resolve_device, evaluate_loader, train
+from cryonet.train import TrainConfig, train
 from glacierstack.classes import CLASSES, NODATA_LABEL, NUM_CLASSES, check_same_classes
 
 __all__ = [
@@ -163,6 +165,8 @@ def evaluate(
     device: str = "auto",
     amp: bool = True,
     dedupe: bool = True,
+    ensemble: Sequence[str | os.PathLike[str]] = (),
+    tta: str | Sequence[int] | None = None,
 ) -> SegmentationMetrics:
     """Evaluate a checkpoint on one subset of a split.
 
@@ -187,6 +191,13 @@ def evaluate(
     dedupe
         Count every pixel once when windows overlap (the prediction of the first window in
         split order that holds it); without overlap this changes nothing.
+    ensemble, tta
+        Average with more checkpoints and/or over dihedral transforms, exactly as
+        :func:`cryonet.infer.predict` does (:mod:`cryonet.infer.ensemble`).
+
+        With ``out``, also ``calibration.json`` and ``reliability.png``: the expected
+        calibration error on the same pixels before (``T = 1``) and after the checkpoint's
+        temperature (:func:`cryonet.calibration.calibration_report`).
 
     Returns
     -------
@@ -196,14 +207,22 @@ def evaluate(
         raise ValueError(
             f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}"
         )
-    dev = _resolve_device(device)
-    source = CubeSource(cube)
+    dev = resolve_device(device)
+    model, ckpt = load_model(checkpoint, map_location=dev)
+    # the checkpoint's bands, by name, normalised with the checkpoint's statistics (as predict)
+    source = CubeSource(cube, bands=ckpt["bands"], stats=(ckpt["mean"], ckpt["std"]))
+    check_same_classes(ckpt["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {cube}")
     if not isinstance(split, PatchSplit):
         p = Path(split)
         split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
     split.check_cube(source)
-    model, ckpt = load_model(checkpoint, map_location=dev, bands=source.bands)
-    check_same_classes(ckpt["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {cube}")
+    label = name or str(ckpt["model"].get("name", "model"))
+    temperature = checkpoint_temperature(ckpt)
+    from cryonet.infer.ensemble import model_source, parse_tta
+
+    if ensemble or parse_tta(tta) != (0,):  # probabilities averaged (and calibrated) inside
+        model = model_source(checkpoint, [Path(p) for p in ensemble], tta).load(dev).module
+        temperature = 1.0
     ds = PatchDataset(source, split.subset(subset), split.patch_size)
     if len(ds) == 0:
         raise ValueError(f"the split has no {subset!r} patches")
@@ -229,10 +248,18 @@ def evaluate(
         model, loader, dev, num_classes=NUM_CLASSES, amp=amp, target_hook=hook
     )
     if out is not None:
+        from cryonet.calibration import calibration_report
         from cryonet.report import plot_confusion_matrix
 
-        label = name or str(ckpt["model"].get("name", "model"))
         write_tables({label: metrics}, out)
+        calibration_report(
+            model,
+            batch_loader(ds, PatchSampler(len(ds), shuffle=False, equal_shards=False), batch_size),
+            dev,
+            temperature,
+            out,
+            title=f"{label}: reliability ({subset} patches)",
+        )
         plot_confusion_matrix(
             metrics.confusion,
             Path(out) / "confusion_matrix.png",
@@ -250,6 +277,8 @@ def compare(
     *,
     model_options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = True,
+    seeds: Sequence[int] | None = None,
+    baseline: bool = False,
 ) -> dict[str, SegmentationMetrics]:
     """Train and evaluate several models on the identical patch split.
 
@@ -275,11 +304,20 @@ def compare(
         Optional per-model architecture options.
     progress
         Show progress bars.
+    seeds
+        Training seeds (initialisation, sample order, augmentation; the split stays the one
+        of ``config.seed``). With more than one seed every model is trained once per seed in
+        ``out/<model>/seed<k>/`` and ``comparison_seeds.md`` / ``.csv`` hold the mean ± std
+        over seeds (:mod:`cryonet.comparison`); the other tables show the first seed.
+    baseline
+        Also train the per-pixel random forest (:mod:`cryonet.baseline`) on the same train
+        windows and score it on the same test windows: a ``random-forest`` row in every table
+        (``out/random-forest.tif`` is its map).
 
     Returns
     -------
     dict
-        Model name -> test metrics.
+        Model name -> test metrics (of the first seed).
     """
     import pandas as pd
 
@@ -298,25 +336,43 @@ def compare(
 
         split = make_split(source, config.split_config())
         split.to_json(split_path)
-    results: dict[str, SegmentationMetrics] = {}
-    for name in models:
-        run = out / name
-        cfg = replace(
-            config,
-            model=name,
-            encoder=None,
-            model_options=dict((model_options or {}).get(name, {})),
-        )
-        res = train(cube, run, cfg, split=split, progress=progress)
-        results[name] = evaluate(
-            res.best_checkpoint,
-            cube,
-            split,
-            out=run / "evaluation",
-            name=name,
-            device=config.device,
-            amp=config.amp,
-        )
+    seed_list = list(seeds) if seeds else [config.seed]
+    per_seed: dict[str, list[SegmentationMetrics]] = {}
+    # seed-major: an interrupted comparison has every model at the seeds it finished
+    for seed in seed_list:
+        for name in models:
+            run = out / name if len(seed_list) == 1 else out / name / f"seed{seed}"
+            cfg = replace(
+                config,
+                model=name,
+                encoder=None,
+                model_options=dict((model_options or {}).get(name, {})),
+                seed=seed,
+            )
+            res = train(cube, run, cfg, split=split, progress=progress)
+            per_seed.setdefault(name, []).append(
+                evaluate(
+                    res.best_checkpoint,
+                    cube,
+                    split,
+                    out=run / "evaluation",
+                    name=name,
+                    device=config.device,
+                    amp=config.amp,
+                )
+            )
+    results = {name: runs[0] for name, runs in per_seed.items()}
+    extra = {}
+    if baseline:
+        from cryonet.comparison import baseline_metrics, baseline_row
+
+        rf = baseline_metrics(cube, split, out / "random-forest.tif", seed=config.seed)
+        results["random-forest"] = rf
+        extra["random forest (per pixel)"] = baseline_row(rf)
+    if len(seed_list) > 1:
+        from cryonet.comparison import write_seed_table
+
+        write_seed_table(per_seed, out, extra)
     write_tables(results, out)
     rows = {
         name: [100 * dict(zip(m.class_names, m.iou, strict=True))[c] for c in PAPER_CLASS_ORDER]

@@ -10,13 +10,14 @@ layer     classes                      meaning
 ========  ===========================  =============================================
 glacier   clean_ice + debris           whole glacier area (RGI-style outline)
 debris    debris                       debris-covered parts
-lakes     water                        glacial lakes and other open water
+water     water                        glacial lakes and other open water
 ========  ===========================  =============================================
 
 Each polygon is one 4-connected component of the group's pixels (holes kept), traced along
 pixel edges with :func:`rasterio.features.shapes`, with attributes ``area_km2`` (polygon area;
-equal to pixel count x pixel area), ``n_pixels`` and ``mean_confidence`` (mean over the
-component's pixels of the summed probability of the group's classes).
+equal to pixel count x pixel area), ``n_pixels``, ``mean_confidence`` and ``min_confidence``
+(mean and minimum over the component's pixels of the summed probability of the group's
+classes).
 """
 
 from __future__ import annotations
@@ -25,19 +26,22 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from glacierstack import storage
 from glacierstack.grid import Grid
+from glacierstack.provenance import location_ref
 
 __all__ = ["OUTLINE_GROUPS", "export_cog", "export_polygons"]
 
 OUTLINE_GROUPS: Mapping[str, tuple[str, ...]] = {
     "glacier": ("clean_ice", "debris"),
     "debris": ("debris",),
-    "lakes": ("water",),
+    "water": ("water",),
 }
-"""Layer name -> class names merged into it."""
+"""Layer name -> class names merged into it (a one-class layer is named after its class)."""
 
 
 def _hex_to_rgba(color: str) -> tuple[int, int, int, int]:
@@ -53,11 +57,16 @@ def export_cog(
     blocksize: int = 512,
     overwrite: bool = False,
 ) -> Path:
-    """Write the class map as a Cloud-Optimized GeoTIFF (uint8, nodata 255, class colormap).
+    """Write the class map as a Cloud-Optimized GeoTIFF (uint8, nodata 255, class legend).
 
     The map is copied window by window (one Zarr chunk at a time) into a tiled temporary
     GeoTIFF, which GDAL's ``COG`` driver then turns into the final file (overviews by nearest
-    neighbour); the result only appears at ``out`` once complete.
+    neighbour when the map is larger than one tile); the result only appears at ``out`` once
+    complete. The legend is a colour table (inside the TIFF) plus GDAL category names and a
+    thematic raster attribute table (``value``, ``class``, ``label``, ``red/green/blue/alpha``)
+    that GDAL keeps in the ``<out>.aux.xml`` sidecar written next to it (GeoTIFF has no tag
+    for them; GDAL, rasterio-based tools and QGIS read the sidecar automatically). The
+    ``source`` tag names the mosaic store, not its local path.
 
     Parameters
     ----------
@@ -77,15 +86,21 @@ def export_cog(
     pathlib.Path
         ``out``.
     """
+    if storage.output_exists(out) and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    with storage.staged_output(out) as local:
+        _write_cog(mosaic, local, compress, blocksize)
+    return out if storage.is_url(out) else Path(out)  # type: ignore[return-value]
+
+
+def _write_cog(mosaic: str | os.PathLike[str], out: Path, compress: str, blocksize: int) -> None:
+    """Write the export of :func:`export_cog` to a local path (atomically)."""
     import rasterio
     import rasterio.shutil
     from rasterio.windows import Window
 
     from cryonet.infer import open_mosaic
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     ds = open_mosaic(mosaic)
     grid = Grid.from_attrs(ds.attrs["grid"])
     h, w = grid.shape
@@ -121,10 +136,11 @@ def export_cog(
             dst.update_tags(
                 1, classes=",".join(f"{c['id']}={c['name']}" for c in ds.attrs["classes"])
             )
-            dst.update_tags(source=str(Path(mosaic).resolve()))
+            dst.update_tags(source=location_ref(mosaic))
+        vrt = _with_legend(tmp_tif, table)
         part = Path(tmp) / "out.tif"
         rasterio.shutil.copy(
-            tmp_tif,
+            vrt,
             part,
             driver="COG",
             COMPRESS=compress,
@@ -132,8 +148,46 @@ def export_cog(
             OVERVIEW_RESAMPLING="NEAREST",
             BIGTIFF="IF_SAFER",
         )
+        aux = part.with_name(part.name + ".aux.xml")
+        if aux.exists():  # the sidecar first: the .tif appearing is the completion signal
+            os.replace(aux, out.with_name(out.name + ".aux.xml"))
         os.replace(part, out)
-    return out
+
+
+def _with_legend(tif: Path, table: Sequence[Mapping[str, Any]]) -> Path:
+    """Write a VRT of ``tif`` whose band carries category names and a thematic attribute table.
+
+    GDAL's COG driver copies both from the VRT (into the PAM ``.aux.xml`` of its output).
+    """
+    import xml.etree.ElementTree as ET
+
+    import rasterio.shutil
+
+    vrt = tif.with_suffix(".vrt")
+    rasterio.shutil.copy(tif, vrt, driver="VRT")
+    root = ET.parse(vrt).getroot()
+    band = root.find("VRTRasterBand")
+    if band is None:  # pragma: no cover - GDAL wrote this one-band VRT just above
+        raise ValueError(f"{vrt}: GDAL wrote no VRTRasterBand")
+    by_id = {int(c["id"]): c for c in table}
+    cats = ET.SubElement(band, "CategoryNames")
+    for i in range(max(by_id) + 1):
+        ET.SubElement(cats, "Category").text = str(by_id[i]["name"]) if i in by_id else ""
+    rat = ET.SubElement(band, "GDALRasterAttributeTable", tableType="thematic")
+    # GDAL field types 0 int, 2 string; usages 5 MinMax, 2 Name, 0 Generic, 6-9 Red..Alpha
+    fields = [("value", 0, 5), ("class", 2, 2), ("label", 2, 0),
+              ("red", 0, 6), ("green", 0, 7), ("blue", 0, 8), ("alpha", 0, 9)]  # fmt: skip
+    for i, (name, typ, usage) in enumerate(fields):
+        f = ET.SubElement(rat, "FieldDefn", index=str(i))
+        for tag, val in (("Name", name), ("Type", typ), ("Usage", usage)):
+            ET.SubElement(f, tag).text = str(val)
+    for row, (cid, c) in enumerate(sorted(by_id.items())):
+        rgba = _hex_to_rgba(str(c["color"])) if "color" in c else (0, 0, 0, 0)
+        r = ET.SubElement(rat, "Row", index=str(row))
+        for val in (cid, c["name"], c.get("label", c["name"]), *rgba):
+            ET.SubElement(r, "F").text = str(val)
+    ET.ElementTree(root).write(vrt)
+    return vrt
 
 
 def _group_ids(class_table: Sequence[Mapping[str, object]], names: Sequence[str]) -> list[int]:
@@ -148,7 +202,7 @@ def export_polygons(
     mosaic: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    groups: Mapping[str, Sequence[str]] = OUTLINE_GROUPS,
+    groups: Mapping[str, Sequence[str]] | None = None,
     min_area_km2: float = 0.0,
     overwrite: bool = False,
 ) -> Path:
@@ -161,7 +215,9 @@ def export_polygons(
     out
         Output ``.gpkg`` path; one layer per entry of ``groups``.
     groups
-        Layer name -> class names merged into that layer (default :data:`OUTLINE_GROUPS`).
+        Layer name -> class names merged into that layer (default: the layers of
+        :data:`OUTLINE_GROUPS` whose classes the mosaic's class scheme has, and a ``glacier``
+        layer for a scheme with a ``glacier`` class).
     min_area_km2
         Drop polygons smaller than this.
     overwrite
@@ -171,13 +227,28 @@ def export_polygons(
     -------
     pathlib.Path
         ``out``. Every layer has columns ``class_group``, ``area_km2``, ``n_pixels``,
-        ``mean_confidence`` and a polygon geometry in the mosaic's CRS (possibly empty).
+        ``mean_confidence``, ``min_confidence`` and a polygon geometry in the mosaic's CRS
+        (possibly empty).
 
     Notes
     -----
     The class map and the needed probabilities of the whole region are held in memory
     (1 byte per pixel each), which is fine up to a few 10^8 pixels.
     """
+    if storage.output_exists(out) and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    with storage.staged_output(out) as local:
+        _write_polygons(mosaic, local, groups, min_area_km2)
+    return out if storage.is_url(out) else Path(out)  # type: ignore[return-value]
+
+
+def _write_polygons(
+    mosaic: str | os.PathLike[str],
+    out: Path,
+    groups: Mapping[str, Sequence[str]] | None,
+    min_area_km2: float,
+) -> None:
+    """Write the export of :func:`export_polygons` to a local path (atomically)."""
     import geopandas as gpd
     import rasterio.features
     from scipy import ndimage
@@ -185,15 +256,17 @@ def export_polygons(
 
     from cryonet.infer import open_mosaic
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     ds = open_mosaic(mosaic)
     grid = Grid.from_attrs(ds.attrs["grid"])
     table = ds.attrs["classes"]
     classes = ds["classes"].values
     pixel_km2 = grid.resolution**2 / 1e6
     scale = float(ds.attrs.get("probability_scale", 1 / 255))
+    if groups is None:
+        have = {str(c["name"]) for c in table}
+        groups = {k: v for k, v in OUTLINE_GROUPS.items() if set(v) <= have}
+        if "glacier" in have:
+            groups = {"glacier": ("glacier",), **groups}
     layers = {}
     for layer, names in groups.items():
         ids = _group_ids(table, names)
@@ -203,6 +276,7 @@ def export_polygons(
         idx = np.arange(1, n + 1)
         counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
         mean_conf = np.asarray(ndimage.mean(conf, labels, idx)) if n else np.zeros(0)
+        min_conf = np.asarray(ndimage.minimum(conf, labels, idx)) if n else np.zeros(0)
         geoms, values = [], []
         if n:
             for geom, value in rasterio.features.shapes(
@@ -217,6 +291,7 @@ def export_polygons(
                 "area_km2": [g.area / 1e6 for g in geoms],
                 "n_pixels": counts[vals - 1] if len(vals) else np.zeros(0, np.int64),
                 "mean_confidence": mean_conf[vals - 1] if len(vals) else np.zeros(0),
+                "min_confidence": min_conf[vals - 1] if len(vals) else np.zeros(0),
             },
             geometry=geoms,
             crs=grid.crs,
@@ -230,4 +305,3 @@ def export_polygons(
         for layer, gdf in layers.items():
             gdf.to_file(part, layer=layer, driver="GPKG", engine="pyogrio", geometry_type="Polygon")
         os.replace(part, out)
-    return out

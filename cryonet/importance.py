@@ -31,6 +31,7 @@ from typing import Literal
 import numpy as np
 
 from glacierstack.classes import CLASS_NAMES, NODATA_LABEL, check_same_classes
+from glacierstack.provenance import location_ref
 
 ShuffleMode = Literal["samples", "pixels"]
 
@@ -440,6 +441,7 @@ def load_test_patches(
     *,
     mean: Sequence[float],
     std: Sequence[float],
+    bands: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read patches of a cube, normalised with given statistics (e.g. a checkpoint's).
 
@@ -452,7 +454,9 @@ def load_test_patches(
     patch_size
         Patch edge in pixels.
     mean, std
-        Per-band normalisation statistics in the cube's band order.
+        Per-band normalisation statistics, in the order of ``bands``.
+    bands
+        The bands to read by name, in this order (a checkpoint's); default: the cube's.
 
     Returns
     -------
@@ -462,9 +466,7 @@ def load_test_patches(
     """
     from cryonet.data import CubeSource, PatchDataset
 
-    source = CubeSource(cube)
-    source.mean = np.asarray(mean, dtype=np.float32)
-    source.std = np.asarray(std, dtype=np.float32)
+    source = CubeSource(cube, bands=bands, stats=(mean, std))
     ds = PatchDataset(source, windows, patch_size)
     n = len(ds)
     x = np.empty((n, source.n_bands, patch_size, patch_size), np.float32)
@@ -530,8 +532,8 @@ def importance_from_checkpoint(
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples must be >= 1 (or unset), got {max_samples}")
     checkpoint, cube = Path(checkpoint), Path(cube)
-    source = CubeSource(cube)
-    model, meta = load_model(checkpoint, map_location=device, bands=list(source.bands))
+    model, meta = load_model(checkpoint, map_location=device)
+    source = CubeSource(cube, bands=meta["bands"])  # the one band rule: by name
     check_same_classes(meta["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {cube}")
     if split is not None:
         sp_path = Path(split)
@@ -546,7 +548,9 @@ def importance_from_checkpoint(
         pick = np.sort(np.random.default_rng(seed).choice(len(windows), max_samples, replace=False))
         windows = windows[pick]
     del source
-    x, y = load_test_patches(cube, windows, sp.patch_size, mean=meta["mean"], std=meta["std"])
+    x, y = load_test_patches(
+        cube, windows, sp.patch_size, mean=meta["mean"], std=meta["std"], bands=meta["bands"]
+    )
     res = permutation_importance(
         model,
         x,
@@ -563,8 +567,8 @@ def importance_from_checkpoint(
     res = replace(
         res,
         meta={
-            "checkpoint": str(checkpoint),
-            "cube": str(cube),
+            "checkpoint": location_ref(checkpoint),
+            "cube": location_ref(cube),
             "split": str(sp_path) if sp_path else "new random split",
             "patch_size": sp.patch_size,
             "windows": windows.tolist(),

@@ -538,9 +538,9 @@ def build_demo_report(
             Section(
                 "Training (CPU preset)",
                 text=(
-                    f"Recipe: {recipe}. {tr.get('epochs')} epochs run; best validation mIoU "
-                    f"{100 * float(tr.get('best_val_miou', float('nan'))):.2f} %. "
-                    f"Checkpoint: `{tr['outputs']['checkpoint']}`."
+                    f"Recipe: {recipe}. {tr.get('epochs')} epochs run; "
+                    + _best_val_text(tr.get("best_val_miou"))
+                    + f" Checkpoint: `{tr['outputs']['checkpoint']}`."
                 ),
                 figures=(Figure(curves, "Training curves"),) if curves and curves.exists() else (),
             )
@@ -599,13 +599,23 @@ def build_demo_report(
                 "Outlines",
                 text=(
                     f"Class map as Cloud-Optimized GeoTIFF: `{ol['outputs']['cog']}`; polygons "
-                    f"(glacier = clean ice + debris, debris, lakes) with area and mean confidence: "
+                    f"(glacier = clean ice + debris, debris, water) with area and mean confidence: "
                     f"`{ol['outputs']['gpkg']}`."
                 ),
                 tables=(("Outline layers", layers),),
                 floatfmt=".3f",
             )
         )
+
+    # ---- calibrated confidence and area change
+    from cryonet.report_confidence import area_change_section, confidence_section
+
+    for extra in (
+        confidence_section(output("evaluate", "folder"), output("predict", "mosaic"), files),
+        area_change_section(output("areas", "folder"), records.get("areas")),
+    ):
+        if extra is not None:
+            sections.append(extra)
 
     # ---- importance
     imp_csv, imp_fig = output("importance", "csv"), output("importance", "figure")
@@ -678,3 +688,10 @@ def build_demo_report(
         out / "report.md", "glacierstack + cryonet demo report", sections, html=html
     )
     return path
+
+
+def _best_val_text(miou: float | None) -> str:
+    """Sentence on the best validation mIoU (none measured without validation patches)."""
+    if miou is None:
+        return "no validation patches, so the last epoch is kept."
+    return f"best validation mIoU {100 * float(miou):.2f} %."

@@ -8,17 +8,22 @@ Adam + weighted cross-entropy, validate every epoch, and write into the run dire
       config.yaml          the TrainConfig used
       split.json           patch windows and their train/val/test assignment
       metrics.csv          one row per epoch (loss, val mIoU, OA, per-class IoU, lr, time)
-      metrics.json         the same, plus the run summary
+      metrics.json         the same, plus the run summary (``best_val_miou``: null without
+                           validation patches)
       curves.png           training curves
-      checkpoints/last.pt  resume state (model, optimizer, scheduler, AMP scaler, RNG, position)
-      checkpoints/best.pt  the checkpoint with the best validation mIoU (contract format)
+      checkpoints/resume.pt  resume state (model, optimizer, scheduler, AMP scaler, RNG,
+                             position in the epoch), written at epoch ends and every
+                             ``checkpoint_every_steps`` steps
+      checkpoints/last.pt  the checkpoint of the last finished epoch (contract format)
+      checkpoints/best.pt  the checkpoint with the best validation mIoU (contract format; the
+                           last epoch's when there are no validation patches)
 
-Resuming (the default when ``checkpoints/last.pt`` exists) restores the model, optimizer,
+Resuming (the default when ``checkpoints/resume.pt`` exists) restores the model, optimizer,
 scheduler, AMP scaler, the Python/NumPy/torch RNG states, the epoch and the position in the
 epoch's sample order, so an interrupted run finishes with bitwise the same weights as an
 uninterrupted one (on the same hardware and thread count). Under ``torchrun`` the model is
 wrapped in ``DistributedDataParallel`` (NCCL on GPU, Gloo on CPU); ``batch_size`` is per
-process.
+process. The optimisation step itself is :class:`cryonet.engine.Trainer`.
 """
 
 from __future__ import annotations
@@ -27,10 +32,9 @@ import csv
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -53,14 +57,24 @@ from cryonet.data import (
     class_weights,
     make_split,
 )
-from cryonet.metrics import ConfusionMatrix, SegmentationMetrics
+from cryonet.engine import (
+    Dist,
+    Trainer,
+    evaluate_loader,
+    get_rng_state,
+    init_distributed,
+    resolve_device,
+    seed_everything,
+    set_rng_state,
+)
+from glacierstack import storage
 from glacierstack.classes import CLASS_NAMES, NODATA_LABEL, NUM_CLASSES
+from glacierstack.provenance import location_ref
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_model",
-    "evaluate_loader",
     "load_config",
     "train",
 ]
@@ -78,10 +92,13 @@ class TrainConfig:
 
     model: str = "cryonet"
     """Architecture or preset name of :mod:`cryonet.models` (e.g. ``cryonet``, ``cryonet-tiny``)."""
-    encoder: str | None = "resnet101"
-    """Encoder name; ``None``: the model's/preset's default."""
+    encoder: str | None = None
+    """Encoder name; ``None``: the preset's encoder, or the architecture's default (ResNet-101
+    for ``cryonet``, the paper's)."""
     model_options: dict[str, Any] = field(default_factory=dict)
-    """Extra keyword options of the architecture (e.g. ``decoder_channels``)."""
+    """Extra keyword options of the architecture (e.g. ``decoder_channels``;
+    ``deep_supervision: true`` trains CryoNet's auxiliary heads too, the loss averaged over the
+    four outputs)."""
     patch_size: int = 256
     """Patch edge in pixels."""
     overlap: int = 0
@@ -237,79 +254,7 @@ def load_config(source: str | os.PathLike[str] | None = None, **overrides: Any) 
     return TrainConfig(**data)
 
 
-def _read_yaml(text: str, where: str) -> Any:
-    try:
-        return yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:  # also refuses !!python tags (safe_load)
-        detail = " ".join(str(err).split())
-        raise ValueError(f"config {where} is not valid YAML: {detail}") from err
-
-
-# ----------------------------------------------------------------------------- small helpers
-@dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
-
-
-def _init_distributed(device: torch.device) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
-        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return dev
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    kind, key, pos, has_gauss, gauss = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": [kind, torch.from_numpy(np.asarray(key, dtype=np.int64)), pos, has_gauss, gauss],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    kind, key, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
+# ----------------------------------------------------------------------------- model, files
 def build_model(config: TrainConfig, in_channels: int, num_classes: int = NUM_CLASSES) -> nn.Module:
     """Create the configured model from the :mod:`cryonet.models` registry."""
     from cryonet.models import create_model
@@ -328,106 +273,6 @@ def _atomic_save(obj: Any, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-# ----------------------------------------------------------------------------- evaluation
-def _autocast(device: torch.device, enabled: bool) -> Any:
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
-
-
-@torch.no_grad()
-def evaluate_loader(
-    model: nn.Module,
-    loader: torch.utils.data.DataLoader,
-    device: torch.device,
-    *,
-    num_classes: int = NUM_CLASSES,
-    loss_fn: nn.Module | None = None,
-    amp: bool = False,
-    class_names: Sequence[str] = CLASS_NAMES,
-    target_hook: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[SegmentationMetrics, float]:
-    """Accumulate the confusion matrix (and mean loss) of ``model`` over ``loader``.
-
-    Under an initialised process group the matrix and loss are summed over all processes.
-    ``target_hook(batch_index, labels)`` may rewrite the labels of a batch before counting
-    (e.g. set already counted pixels to 255).
-
-    Returns
-    -------
-    (SegmentationMetrics, float)
-        Metrics and the mean loss per batch (NaN without ``loss_fn``).
-    """
-    was_training = model.training
-    model.eval()
-    cm = ConfusionMatrix(num_classes, device=device)
-    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
-    for b, (x, y) in enumerate(loader):
-        if target_hook is not None:
-            y = target_hook(b, y)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device, amp):
-            logits = model(x)
-        if loss_fn is not None and bool((y != NODATA_LABEL).any()):
-            loss_sum[0] += float(loss_fn(logits.float(), y))
-            loss_sum[1] += 1
-        cm.update(logits, y)
-    cm.all_reduce()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(loss_sum)
-    model.train(was_training)
-    mean_loss = float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else float("nan")
-    return cm.compute(class_names), mean_loss
-
-
-def _calibrate_best(
-    model: nn.Module, best_path: Path, val_loader: torch.utils.data.DataLoader, device: torch.device
-) -> None:
-    """Fit temperature scaling of the best weights on the validation patches; store it."""
-    import copy
-
-    from cryonet.calibration import calibrate_model, store_calibration
-
-    best = copy.deepcopy(model)
-    best.load_state_dict(load_checkpoint(best_path, map_location=device)["state_dict"])
-    store_calibration(best_path, calibrate_model(best, val_loader, device))
-
-
-# ----------------------------------------------------------------------------- training
-@dataclass(frozen=True)
-class TrainResult:
-    """What :func:`train` returns."""
-
-    run_dir: Path
-    best_checkpoint: Path
-    last_checkpoint: Path
-    history: list[dict[str, Any]]
-    best_val_miou: float
-
-
-def _loader(
-    dataset: PatchDataset,
-    sampler: PatchSampler,
-    batch_size: int,
-    num_workers: int,
-    *,
-    drop_last: bool,
-    seed: int,
-    device: torch.device,
-) -> torch.utils.data.DataLoader:
-    return batch_loader(
-        dataset,
-        sampler,
-        batch_size,
-        num_workers=num_workers,
-        drop_last=drop_last,
-        pin_memory=device.type == "cuda",
-        # own generator: creating the iterator must not consume the global torch RNG
-        generator=torch.Generator().manual_seed(seed),
-    )
 
 
 def _check_resume_config(saved: Mapping[str, Any], config: TrainConfig, path: Path) -> None:
@@ -479,6 +324,14 @@ def _write_logs(run: Path, history: list[dict[str, Any]], summary: Mapping[str, 
     os.replace(tmp, run / "metrics.json")
 
 
+def _read_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:  # also refuses !!python tags (safe_load)
+        detail = " ".join(str(err).split())
+        raise ValueError(f"config {where} is not valid YAML: {detail}") from err
+
+
 def _prepare_split(
     run: Path,
     source: CubeSource,
@@ -504,6 +357,331 @@ def _prepare_split(
     return sp
 
 
+def _loader(
+    dataset: PatchDataset,
+    sampler: PatchSampler,
+    config: TrainConfig,
+    device: torch.device,
+    *,
+    drop_last: bool,
+    seed: int,
+) -> torch.utils.data.DataLoader:
+    return batch_loader(
+        dataset,
+        sampler,
+        config.batch_size,
+        num_workers=config.num_workers,
+        drop_last=drop_last,
+        pin_memory=device.type == "cuda",
+        # own generator: creating the iterator must not consume the global torch RNG
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def best_val_miou(history: Sequence[Mapping[str, Any]]) -> float | None:
+    """Best finite validation mIoU of a run's epochs, ``None`` when none was measured."""
+    values = [float(h["val_miou"]) for h in history if math.isfinite(float(h["val_miou"]))]
+    return max(values) if values else None
+
+
+def _calibrate_best(
+    model: nn.Module, best_path: Path, val_loader: torch.utils.data.DataLoader, device: torch.device
+) -> None:
+    """Fit temperature scaling of the best weights on the validation patches; store it.
+
+    A best checkpoint is rewritten without calibration whenever it improves, so one that has
+    a ``calibration`` entry holds the temperature of its own weights and is left alone.
+    """
+    import copy
+
+    from cryonet.calibration import calibrate_model, store_calibration
+
+    ckpt = load_checkpoint(best_path, map_location=device)
+    if "calibration" in ckpt:  # fitted for these weights already (a finished run re-run)
+        return
+    best = copy.deepcopy(model)
+    best.load_state_dict(ckpt["state_dict"])
+    store_calibration(best_path, calibrate_model(best, val_loader, device))
+
+
+# ----------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns."""
+
+    run_dir: Path | str
+    """The run directory (a URL string for a run on object storage)."""
+    best_checkpoint: Path | str
+    last_checkpoint: Path | str
+    history: list[dict[str, Any]]
+    best_val_miou: float | None
+    """Best validation mIoU; ``None`` without validation patches (``best.pt`` is then the
+    last epoch's checkpoint)."""
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: what the resume file stores besides model and optimizer."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    best_score: float = -math.inf
+    """Selection score of ``best.pt``: the val mIoU, or the epoch without validation."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    running: list[float] = field(default_factory=lambda: [0.0, 0])
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Everything an epoch needs, fixed for the whole run."""
+
+    dir: Path
+    cube: str
+    config: TrainConfig
+    source: CubeSource
+    model: nn.Module
+    trainer: Trainer
+    train_ds: PatchDataset
+    sampler: PatchSampler
+    val_ds: PatchDataset
+    val_loader: torch.utils.data.DataLoader
+    steps_per_epoch: int
+    device: torch.device
+    dist: Dist
+
+    def checkpoint(self, name: str, epoch: int, metrics: Mapping[str, Any]) -> None:
+        # constant bands (std 0) are divided by 1 by PatchDataset; store what the model saw
+        std_used = np.where(self.source.std > 0, self.source.std, 1.0)
+        save_checkpoint(
+            self.dir / name, self.model, bands=self.source.bands, mean=self.source.mean,
+            std=std_used, epoch=epoch, metrics=metrics, classes=self.source.classes or None,
+            extra={"config": self.config.to_dict(), "cube": location_ref(self.cube),
+                   "class_scheme": self.source.attrs.get("class_scheme", {"name": "cryonet5"}),
+                   "sensor": self.source.attrs.get("sensor", "")},
+        )  # fmt: skip
+
+    def save_resume(
+        self, prog: _Progress, epoch: int, step: int, metrics: Mapping[str, Any]
+    ) -> None:
+        """Resume file (model + training state) and, at epoch ends, the last checkpoint.
+
+        Collective under torchrun: every rank calls it (the RNG states are gathered).
+        """
+        rng: Any = get_rng_state()
+        if self.dist.active:
+            gathered: list[Any] = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(gathered, rng)
+            rng = gathered
+        if not self.dist.main:
+            return
+        state = {
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "train_state": {
+                "config": self.config.to_dict(),
+                **self.trainer.state_dict(),
+                "rng": rng,
+                "epoch": epoch,
+                "step": step,
+                "global_step": prog.global_step,
+                "best_score": prog.best_score,
+                "history": prog.history,
+                "running": list(prog.running),
+            },
+        }
+        _atomic_save(state, self.dir / RESUME)
+        if step == 0:
+            self.checkpoint(LAST, epoch, metrics)
+
+    def load_resume(self, path: Path) -> _Progress:
+        """Restore model, trainer and RNG states from ``path``; return the run's progress."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        ts = state["train_state"]
+        _check_resume_config(ts["config"], self.config, path)
+        self.model.load_state_dict(state["state_dict"])
+        self.trainer.load_state_dict(ts)
+        prog = _Progress(
+            epoch=int(ts["epoch"]),
+            step=int(ts["step"]),
+            global_step=int(ts["global_step"]),
+            best_score=float(ts["best_score"]),
+            history=list(ts["history"]),
+            running=[float(ts["running"][0]), int(ts["running"][1])],
+        )
+        rng = ts["rng"]
+        set_rng_state(rng[self.dist.rank] if isinstance(rng, list) else rng)
+        return prog
+
+
+def _setup(
+    cube: str | os.PathLike[str],
+    run: Path,
+    config: TrainConfig,
+    split: PatchSplit | str | os.PathLike[str] | None,
+    model_factory: Callable[[int, int], nn.Module] | None,
+) -> _Run:
+    """Device, process group, split, datasets, model and trainer of a run."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    dist = init_distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    source = CubeSource(cube, cache=config.cache)
+    sp = _prepare_split(run, source, config, split, main=False)
+    n_cls = len(_class_names(source))  # the cube's class scheme (five classes by default)
+    counts = class_counts(source, sp.subset("train"), sp.patch_size, n_cls)
+    weights = torch.as_tensor(class_weights(counts, config.class_weighting), device=device)
+    seed_everything(config.seed)
+    factory = model_factory or (lambda c, k: build_model(config, c, k))
+    model = factory(source.n_bands, n_cls).to(device)
+
+    train_ds = PatchDataset(source, sp.subset("train"), sp.patch_size)
+    sampler = PatchSampler(
+        len(train_ds), shuffle=True, augment=config.augment, seed=config.seed,
+        rank=dist.rank, world_size=dist.world_size,
+    )  # fmt: skip
+    full_steps = len(sampler) // config.batch_size
+    if full_steps == 0:
+        raise ValueError(
+            f"{len(train_ds)} training patches over {dist.world_size} process(es) do not fill "
+            f"one batch of {config.batch_size}; lower batch_size or patch_size"
+        )
+    # the run folder is written only now that the inputs are known to fit (no debris)
+    if dist.main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        if not (run / SPLIT_FILE).exists():
+            sp.to_json(run / SPLIT_FILE)
+    if dist.active:
+        torch.distributed.barrier()
+    steps_per_epoch = min(full_steps, config.steps_per_epoch or full_steps)
+    trainer = Trainer(
+        model, nn.CrossEntropyLoss(weight=weights, ignore_index=NODATA_LABEL), device,
+        lr=config.lr, weight_decay=config.weight_decay, schedule=config.scheduler,
+        total_steps=steps_per_epoch * config.epochs, amp=config.amp, grad_clip=config.grad_clip,
+        distributed=dist.active,
+    )  # fmt: skip
+    val_ds = PatchDataset(source, sp.subset("val"), sp.patch_size)
+    val_sampler = PatchSampler(
+        len(val_ds), shuffle=False, rank=dist.rank, world_size=dist.world_size, equal_shards=False
+    )
+    val_loader = _loader(val_ds, val_sampler, config, device, drop_last=False, seed=config.seed)
+    return _Run(
+        run, str(cube), config, source, model, trainer, train_ds, sampler, val_ds, val_loader,
+        steps_per_epoch, device, dist,
+    )  # fmt: skip
+
+
+def _train_epoch(
+    r: _Run,
+    prog: _Progress,
+    epoch: int,
+    progress: bool,
+    on_step: Callable[[int], None] | None,
+) -> float:
+    """Run the (rest of the) epoch's optimizer steps; return the mean training loss."""
+    from tqdm.auto import tqdm
+
+    cfg = r.config
+    skip = prog.step if epoch == prog.epoch else 0
+    r.sampler.set_epoch(epoch)
+    r.sampler.set_start(skip * cfg.batch_size)
+    if skip == 0:
+        prog.running = [0.0, 0]
+    loader = _loader(
+        r.train_ds, r.sampler, cfg, r.device, drop_last=True, seed=cfg.seed * 100003 + epoch
+    )
+    r.trainer.train_mode()
+    bar = tqdm(
+        total=r.steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        leave=False, dynamic_ncols=True, disable=not (progress and r.dist.main),
+    )  # fmt: skip
+    step = skip
+    with bar:
+        for x, y in loader:
+            if step >= r.steps_per_epoch:
+                break
+            loss = r.trainer.step(x, y)
+            step += 1
+            prog.global_step += 1
+            prog.running[0] += loss
+            prog.running[1] += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{prog.running[0] / prog.running[1]:.4f}")
+            if on_step is not None:
+                on_step(prog.global_step)
+            every = cfg.checkpoint_every_steps
+            if every and prog.global_step % every == 0 and step < r.steps_per_epoch:
+                r.save_resume(prog, epoch, step, {})
+    train_loss = prog.running[0] / max(prog.running[1], 1)
+    if r.dist.active:
+        t = torch.tensor([train_loss], dtype=torch.float64, device=r.device)
+        torch.distributed.all_reduce(t)
+        train_loss = float(t) / r.dist.world_size
+    return train_loss
+
+
+def _class_names(source: CubeSource) -> tuple[str, ...]:
+    """Class names of the cube's class scheme (the five CryoNet classes for older cubes)."""
+    return tuple(str(c["name"]) for c in source.classes) or CLASS_NAMES
+
+
+def _validate(r: _Run) -> dict[str, float]:
+    """Compute validation loss, mIoU, overall accuracy and per-class IoU (NaN without patches)."""
+    names = _class_names(r.source)
+    if not len(r.val_ds):
+        nan = float("nan")
+        return {"val_loss": nan, "val_miou": nan, "val_overall_accuracy": nan} | {
+            f"val_iou_{k}": nan for k in names
+        }
+    m, loss = evaluate_loader(
+        r.model, r.val_loader, r.device, loss_fn=r.trainer.loss_fn, amp=r.config.amp,
+        num_classes=len(names), class_names=names,
+    )  # fmt: skip
+    ious = dict(zip(names, m.iou.tolist(), strict=True))
+    return {"val_loss": loss, "val_miou": m.miou, "val_overall_accuracy": m.overall_accuracy} | {
+        f"val_iou_{k}": v for k, v in ious.items()
+    }
+
+
+def _end_epoch(
+    r: _Run, prog: _Progress, epoch: int, train_loss: float, seconds: float, progress: bool
+) -> None:
+    """Log the epoch, keep the best checkpoint, write the resume state and the logs."""
+    from tqdm.auto import tqdm
+
+    val = _validate(r)
+    row = {
+        "epoch": epoch + 1,
+        "step": prog.global_step,
+        "train_loss": train_loss,
+        **val,
+        "lr": r.trainer.lr,
+        "seconds": seconds,
+    }
+    prog.history.append(row)
+    miou = val["val_miou"]
+    if progress and r.dist.main:
+        tqdm.write(
+            f"epoch {epoch + 1}/{r.config.epochs}: loss {train_loss:.4f}  "
+            f"val loss {val['val_loss']:.4f}  val mIoU {miou:.4f}  "
+            f"val OA {val['val_overall_accuracy']:.4f}"
+        )
+    # without validation patches the latest epoch is kept as "best"
+    score = miou if not math.isnan(miou) else float(epoch)
+    improved = score > prog.best_score
+    if improved:
+        prog.best_score = score
+    metrics = {k: v for k, v in row.items() if not isinstance(v, float) or math.isfinite(v)}
+    if improved and r.dist.main:
+        r.checkpoint(BEST, epoch + 1, {**metrics, "selected_by": "val_miou"})
+    r.save_resume(prog, epoch + 1, 0, metrics)
+    if r.dist.main:
+        summary = {"best_val_miou": best_val_miou(prog.history), "cube": location_ref(r.cube)}
+        _write_logs(r.dir, prog.history, summary)
+
+
 def train(
     cube: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -522,7 +700,9 @@ def train(
     cube
         Zarr cube path.
     out
-        Run directory (created; reused for resuming).
+        Run directory (created; reused for resuming): a path, or an fsspec URL
+        (``s3://bucket/runs/a``), in which case the run is staged in a local temporary folder
+        (downloaded first, so it resumes) and uploaded when training ends or fails.
     config
         Training options; default :class:`TrainConfig` (the paper's recipe).
     split
@@ -530,7 +710,7 @@ def train(
         (e.g. to train several models on the identical split). A ``split.json`` already in
         ``out`` always wins.
     resume
-        Continue from ``out/checkpoints/last.pt`` when it exists.
+        Continue from ``out/checkpoints/resume.pt`` when it exists.
     progress
         Show a tqdm progress bar (main process only).
     model_factory
@@ -544,236 +724,32 @@ def train(
     -------
     TrainResult
     """
-    from tqdm.auto import tqdm
-
+    if storage.is_url(out):
+        with storage.local_folder(out) as local:
+            res = train(cube, local, config, split=split, resume=resume, progress=progress,
+                        model_factory=model_factory, on_step=on_step)  # fmt: skip
+        url = str(out).rstrip("/")
+        return replace(res, run_dir=url, best_checkpoint=f"{url}/{BEST}",
+                       last_checkpoint=f"{url}/{LAST}")  # fmt: skip
     config = config or TrainConfig()
-    run = Path(out)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = _resolve_device(config.device)
-    dist = _init_distributed(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    source = CubeSource(cube, cache=config.cache)
-    sp = _prepare_split(run, source, config, split, main=False)
-    in_ch, n_cls = source.n_bands, NUM_CLASSES
-    counts = class_counts(source, sp.subset("train"), sp.patch_size, n_cls)
-    weights = torch.as_tensor(class_weights(counts, config.class_weighting), device=device)
-
-    seed_everything(config.seed)
-    model = (model_factory or (lambda c, k: build_model(config, c, k)))(in_ch, n_cls).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-    train_ds = PatchDataset(source, sp.subset("train"), sp.patch_size)
-    sampler = PatchSampler(
-        len(train_ds),
-        shuffle=True,
-        augment=config.augment,
-        seed=config.seed,
-        rank=dist.rank,
-        world_size=dist.world_size,
-    )
-    full_steps = len(sampler) // config.batch_size
-    if full_steps == 0:
-        raise ValueError(
-            f"{len(train_ds)} training patches over {dist.world_size} process(es) do not fill "
-            f"one batch of {config.batch_size}; lower batch_size or patch_size"
-        )
-    # the run folder is written only now that the inputs are known to fit (no debris)
-    if dist.main:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        if not (run / SPLIT_FILE).exists():
-            sp.to_json(run / SPLIT_FILE)
-    if dist.active:
-        torch.distributed.barrier()
-    steps_per_epoch = min(full_steps, config.steps_per_epoch or full_steps)
-    total_steps = steps_per_epoch * config.epochs
-    if config.scheduler == "constant":
-        scheduler: Any = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    elif config.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    elif config.scheduler == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total_steps
-        )
-    else:
-        raise ValueError(f"unknown scheduler {config.scheduler!r}; use constant, cosine, onecycle")
-    use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-    loss_fn = nn.CrossEntropyLoss(weight=weights, ignore_index=NODATA_LABEL)
-
-    val_ds = PatchDataset(source, sp.subset("val"), sp.patch_size)
-    val_sampler = PatchSampler(
-        len(val_ds), shuffle=False, rank=dist.rank, world_size=dist.world_size, equal_shards=False
-    )
-    val_loader = _loader(
-        val_ds, val_sampler, config.batch_size, config.num_workers,
-        drop_last=False, seed=config.seed, device=device,
-    )  # fmt: skip
-
-    # ---- resume
-    start_epoch, start_step, global_step = 0, 0, 0
-    best_miou = -math.inf
-    history: list[dict[str, Any]] = []
-    running = [0.0, 0]
-    last_path, best_path, resume_path = run / LAST, run / BEST, run / RESUME
-    if resume and resume_path.exists():
-        state = torch.load(resume_path, map_location="cpu", weights_only=True)
-        ts = state["train_state"]
-        _check_resume_config(ts["config"], config, resume_path)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(ts["optimizer"])
-        scheduler.load_state_dict(ts["scheduler"])
-        scaler.load_state_dict(ts["scaler"])
-        start_epoch, start_step = int(ts["epoch"]), int(ts["step"])
-        global_step, best_miou = int(ts["global_step"]), float(ts["best_miou"])
-        history = list(ts["history"])
-        running = [float(ts["running"][0]), int(ts["running"][1])]
-        _set_rng_state(ts["rng"][dist.rank] if isinstance(ts["rng"], list) else ts["rng"])
-    if dist.active:
-        ddp_model: nn.Module = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    else:
-        ddp_model = model
-
-    # constant bands (std 0) are divided by 1 by PatchDataset; store what the model saw
-    std_used = np.where(source.std > 0, source.std, 1.0)
-
-    def checkpoint(path: Path, epoch: int, metrics: Mapping[str, Any]) -> None:
-        save_checkpoint(
-            path, model, bands=source.bands, mean=source.mean, std=std_used,
-            epoch=epoch, metrics=metrics, extra={"config": config.to_dict(), "cube": str(cube)},
-        )  # fmt: skip
-
-    def save_last(epoch: int, step: int, metrics: Mapping[str, Any]) -> None:
-        """Resume file (model + training state) and, at epoch ends, the last checkpoint."""
-        rng: Any = _rng_state()
-        if dist.active:  # collective: every rank calls save_last
-            gathered: list[Any] = [None] * dist.world_size
-            torch.distributed.all_gather_object(gathered, rng)
-            rng = gathered
-        if not dist.main:
-            return
-        state = {
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "train_state": {
-                "config": config.to_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": rng,
-                "epoch": epoch,
-                "step": step,
-                "global_step": global_step,
-                "best_miou": best_miou,
-                "history": history,
-                "running": list(running),
-            },
-        }
-        _atomic_save(state, resume_path)
-        if step == 0:
-            checkpoint(last_path, epoch, metrics)
-
-    bar = None
-    for epoch in range(start_epoch, config.epochs):
-        sampler.set_epoch(epoch)
-        skip = start_step if epoch == start_epoch else 0
-        sampler.set_start(skip * config.batch_size)
-        if skip == 0:
-            running = [0.0, 0]
-        loader = _loader(
-            train_ds, sampler, config.batch_size, config.num_workers,
-            drop_last=True, seed=config.seed * 100003 + epoch, device=device,
-        )  # fmt: skip
+    r = _setup(cube, Path(out), config, split, model_factory)
+    prog = _Progress()
+    if resume and (r.dir / RESUME).exists():
+        prog = r.load_resume(r.dir / RESUME)
+    for epoch in range(prog.epoch, config.epochs):
         t0 = time.perf_counter()
-        ddp_model.train()
-        if progress and dist.main:
-            bar = tqdm(
-                total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}",
-                leave=False, dynamic_ncols=True,
-            )  # fmt: skip
-        step = skip
-        for x, y in loader:
-            if step >= steps_per_epoch:
-                break
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, config.amp):
-                logits = ddp_model(x)
-            loss = loss_fn(logits.float(), y)
-            scaler.scale(loss).backward()
-            if config.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            global_step += 1
-            running[0] += float(loss.detach())
-            running[1] += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{running[0] / running[1]:.4f}")
-            if on_step is not None:
-                on_step(global_step)
-            if config.checkpoint_every_steps and global_step % config.checkpoint_every_steps == 0:
-                if step < steps_per_epoch:
-                    save_last(epoch, step, {})
-        train_loss = running[0] / max(running[1], 1)
-        if dist.active:
-            t = torch.tensor([train_loss], dtype=torch.float64, device=device)
-            torch.distributed.all_reduce(t)
-            train_loss = float(t) / dist.world_size
-        if len(val_ds):
-            val_metrics, val_loss = evaluate_loader(
-                model, val_loader, device, loss_fn=loss_fn, amp=config.amp
-            )
-            miou, oa = val_metrics.miou, val_metrics.overall_accuracy
-            ious = dict(zip(CLASS_NAMES, val_metrics.iou.tolist(), strict=True))
-        else:
-            val_loss, miou, oa = float("nan"), float("nan"), float("nan")
-            ious = dict.fromkeys(CLASS_NAMES, float("nan"))
-        row = {
-            "epoch": epoch + 1,
-            "step": global_step,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_miou": miou,
-            "val_overall_accuracy": oa,
-            **{f"val_iou_{k}": v for k, v in ious.items()},
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(row)
-        if bar is not None:
-            bar.close()
-            tqdm.write(
-                f"epoch {epoch + 1}/{config.epochs}: loss {train_loss:.4f}  "
-                f"val loss {val_loss:.4f}  val mIoU {miou:.4f}  val OA {oa:.4f}"
-            )
-        score = miou if not math.isnan(miou) else float(epoch)
-        improved = score > best_miou
-        if improved:
-            best_miou = score
-        metrics = {k: v for k, v in row.items() if not isinstance(v, float) or math.isfinite(v)}
-        if improved and dist.main:
-            checkpoint(best_path, epoch + 1, {**metrics, "selected_by": "val_miou"})
-        save_last(epoch + 1, 0, metrics)
-        if dist.main:
-            _write_logs(run, history, {"best_val_miou": best_miou, "cube": str(cube)})
-    if dist.main and history:
-        _plot_curves(history, run / "curves.png")
-    if dist.main and config.calibrate and len(val_ds) and best_path.exists():
-        _calibrate_best(model, best_path, val_loader, device)
-    if dist.active:
+        train_loss = _train_epoch(r, prog, epoch, progress, on_step)
+        _end_epoch(r, prog, epoch, train_loss, time.perf_counter() - t0, progress)
+    if r.dist.main and prog.history:
+        _plot_curves(prog.history, r.dir / "curves.png")
+    if r.dist.main and config.calibrate and len(r.val_ds) and (r.dir / BEST).exists():
+        _calibrate_best(r.model, r.dir / BEST, r.val_loader, r.device)
+    if r.dist.active:
         torch.distributed.barrier()
     return TrainResult(
-        run_dir=run,
-        best_checkpoint=best_path,
-        last_checkpoint=last_path,
-        history=history,
-        best_val_miou=best_miou,
+        run_dir=r.dir,
+        best_checkpoint=r.dir / BEST,
+        last_checkpoint=r.dir / LAST,
+        history=prog.history,
+        best_val_miou=best_val_miou(prog.history),
     )

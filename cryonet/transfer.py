@@ -9,7 +9,8 @@ target cube:
    is written to ``<out>/split.json``);
 2. evaluate the checkpoint on the target test patches (**before**);
 3. fine-tune all weights (or only the decoder) for ``iterations`` optimizer steps on the target
-   training patches — Adam, class-frequency weighted cross-entropy as in training;
+   training patches — Adam, class-frequency weighted cross-entropy, AMP and gradient clipping
+   as in training: the steps are :class:`cryonet.engine.Trainer`'s;
 4. evaluate the fine-tuned model on the same test patches (**after**), save it as a checkpoint
    and write before/after tables (Markdown + CSV) and a JSON summary.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,6 +71,10 @@ class FinetuneConfig:
     """Torch device."""
     eval_batch_size: int = 8
     """Batch size of the evaluations."""
+    amp: bool = True
+    """Mixed precision on CUDA (as in training); ignored on CPU."""
+    grad_clip: float | None = None
+    """Clip the global gradient norm to this value (``None``: no clipping)."""
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
@@ -209,11 +214,9 @@ def finetune(
     checkpoint: str | Path,
     target_cube: str | Path,
     out: str | Path,
-    *,
-    iterations: int | None = None,
     config: FinetuneConfig | None = None,
+    *,
     progress: bool = True,
-    **overrides: Any,
 ) -> TransferResult:
     """Evaluate a checkpoint on another region, fine-tune it briefly, evaluate again.
 
@@ -222,18 +225,15 @@ def finetune(
     checkpoint
         Checkpoint trained on the source region (:mod:`cryonet.checkpoint` format).
     target_cube
-        Zarr cube of the target region with the same band list.
+        Zarr cube of the target region holding the checkpoint's bands (any order).
     out
         Output folder: ``split.json``, ``finetuned.pt``, ``transfer_metrics.{csv,md}``,
         ``transfer.json`` and ``finetune_log.csv`` (loss per step).
-    iterations
-        Fine-tuning steps (overrides ``config.iterations``).
     config
-        All options (defaults: :class:`FinetuneConfig`).
+        All options (defaults: :class:`FinetuneConfig`), e.g.
+        ``FinetuneConfig(iterations=60, lr=5e-5)``.
     progress
         Show a progress bar.
-    **overrides
-        Individual :class:`FinetuneConfig` fields, e.g. ``lr=5e-5``.
 
     Returns
     -------
@@ -242,152 +242,52 @@ def finetune(
     Raises
     ------
     ValueError
-        If the cube's band list differs from the checkpoint's, or the cube is too small for
-        at least one training and one test patch.
+        If the cube lacks some of the checkpoint's bands, or is too small for at least one
+        training and one test patch.
     """
     import torch
-    from tqdm.auto import tqdm
 
-    from cryonet.checkpoint import check_bands, load_model, save_checkpoint
-    from cryonet.data import (
-        CubeSource,
-        PatchDataset,
-        PatchSampler,
-        SplitConfig,
-        class_counts,
-        class_weights,
-        make_split,
-    )
-    from cryonet.train import evaluate_loader
+    from cryonet.checkpoint import load_model
+    from cryonet.data import CubeSource, PatchDataset, SplitConfig, make_split
 
     cfg = config or FinetuneConfig()
-    if iterations is not None:
-        overrides["iterations"] = iterations
-    cfg = replace(cfg, **overrides) if overrides else cfg
     out = Path(out)
     checkpoint, target_cube = Path(checkpoint), Path(target_cube)
-
-    model, meta = load_model(checkpoint, map_location=cfg.device)
-    model.to(cfg.device)
-    source = CubeSource(target_cube)
-    check_bands(meta["bands"], source.bands, source=f"checkpoint {checkpoint.name}")
+    device = torch.device(cfg.device)
+    model, meta = load_model(checkpoint, map_location=device)
+    # the one band rule: the checkpoint's bands by name, in its order
+    stats = (meta["mean"], meta["std"]) if cfg.normalization == "checkpoint" else None
+    source = CubeSource(target_cube, bands=meta["bands"], stats=stats)
     check_same_classes(
         meta["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {target_cube}"
     )
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to fit
-    if cfg.normalization == "checkpoint":
-        source.mean = np.asarray(meta["mean"], dtype=np.float32)
-        source.std = np.asarray(meta["std"], dtype=np.float32)
     class_names = [str(c["name"]) for c in meta["classes"]]
-
     split = make_split(
         source,
         SplitConfig(
-            patch_size=cfg.patch_size,
-            test_fraction=cfg.test_fraction,
-            val_fraction=0.0,
-            method=cfg.split_method,
-            seed=cfg.seed,
+            patch_size=cfg.patch_size, test_fraction=cfg.test_fraction, val_fraction=0.0,
+            method=cfg.split_method, seed=cfg.seed,
         ),
-    )
+    )  # fmt: skip
     split.to_json(out / "split.json")
     train_ds = PatchDataset(source, split.subset("train"), cfg.patch_size)
     test_ds = PatchDataset(source, split.subset("test"), cfg.patch_size)
 
-    test_loader = torch.utils.data.DataLoader(test_ds, batch_size=cfg.eval_batch_size)
-    device = torch.device(cfg.device)
-
-    def evaluate() -> Any:
-        metrics, _ = evaluate_loader(
-            model, test_loader, device, num_classes=len(class_names), class_names=class_names
-        )
-        return metrics
-
-    before = evaluate()
+    before = _evaluate(model, test_ds, cfg, class_names)
     losses: list[float] = []
     ckpt_out: Path | None = None
     t0 = time.perf_counter()
     if cfg.iterations > 0:
-        torch.manual_seed(cfg.seed)
-        counts = class_counts(source, split.subset("train"), cfg.patch_size, len(class_names))
-        weights = torch.as_tensor(class_weights(counts, cfg.class_weighting), device=cfg.device)
-        loss_fn = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=NODATA_LABEL)
-        params = (
-            _decoder_parameters(model)
-            if cfg.freeze_encoder
-            else [p for p in model.parameters() if p.requires_grad]
-        )
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sampler = PatchSampler(len(train_ds), shuffle=True, augment=cfg.augment, seed=cfg.seed)
-        model.train()
-        if cfg.freeze_encoder:  # keep the source region's batch-norm statistics too
-            model.encoder.eval()
-        step, epoch = 0, 0
-        with tqdm(
-            total=cfg.iterations, desc="fine-tuning", unit="step", disable=not progress
-        ) as bar:
-            while step < cfg.iterations:
-                sampler.set_epoch(epoch)
-                loader = torch.utils.data.DataLoader(
-                    train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=False
-                )
-                for x, y in loader:
-                    x, y = x.to(cfg.device), y.to(cfg.device)
-                    opt.zero_grad(set_to_none=True)
-                    logits = model(x)
-                    if isinstance(logits, list | tuple):  # deep supervision: main output first
-                        logits = logits[0]
-                    loss = loss_fn(logits, y)
-                    loss.backward()
-                    opt.step()
-                    losses.append(float(loss.detach()))
-                    step += 1
-                    bar.update()
-                    bar.set_postfix(loss=f"{losses[-1]:.3f}")
-                    if step >= cfg.iterations:
-                        break
-                epoch += 1
+        losses = _finetune_steps(model, source, split, train_ds, cfg, len(class_names), progress)
         seconds = time.perf_counter() - t0
-        after = evaluate()
-        ckpt_out = out / "finetuned.pt"
-        save_checkpoint(
-            ckpt_out,
-            model,
-            bands=list(meta["bands"]),
-            mean=np.asarray(source.mean, dtype=np.float64),
-            std=np.asarray(source.std, dtype=np.float64),
-            classes=meta["classes"],
-            epoch=meta.get("epoch"),
-            metrics={"transfer_before": before.to_dict(), "transfer_after": after.to_dict()},
-            extra={
-                "finetuned_from": str(checkpoint),
-                "target_cube": str(target_cube),
-                "finetune": asdict(cfg),
-            },
-        )
+        after = _evaluate(model, test_ds, cfg, class_names)
+        ckpt_out = _save_finetuned(out, model, meta, source, before, after, checkpoint, cfg)
     else:
         seconds = 0.0
         after = before
-
-    files = _write_tables(transfer_table(before, after), out)
-    log = out / "finetune_log.csv"
-    log.write_text("step,loss\n" + "".join(f"{i + 1},{v:.6f}\n" for i, v in enumerate(losses)))
-    files["log"] = log
-    summary = {
-        "checkpoint": str(checkpoint),
-        "target_cube": str(target_cube),
-        "config": asdict(cfg),
-        "n_train": len(train_ds),
-        "n_test": len(test_ds),
-        "seconds": seconds,
-        "before": before.to_dict(),
-        "after": after.to_dict(),
-        "finetuned_checkpoint": str(ckpt_out) if ckpt_out else None,
-    }
-    files["summary"] = out / "transfer.json"
-    tmp = out / "transfer.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(files["summary"])
+    files = _write_outputs(out, before, after, losses, checkpoint, target_cube, cfg, ckpt_out,
+                           len(train_ds), len(test_ds), seconds)  # fmt: skip
     return TransferResult(
         before=before,
         after=after,
@@ -399,3 +299,131 @@ def finetune(
         seconds=seconds,
         files=files,
     )
+
+
+def _evaluate(model: Any, ds: Any, cfg: FinetuneConfig, class_names: list[str]) -> Any:
+    """Metrics of ``model`` on the patches of ``ds`` (the one evaluation loop)."""
+    import torch
+
+    from cryonet.data import PatchSampler, batch_loader
+    from cryonet.engine import evaluate_loader
+
+    sampler = PatchSampler(len(ds), shuffle=False, equal_shards=False)
+    loader = batch_loader(ds, sampler, cfg.eval_batch_size)
+    metrics, _ = evaluate_loader(
+        model, loader, torch.device(cfg.device), num_classes=len(class_names),
+        class_names=class_names, amp=cfg.amp,
+    )  # fmt: skip
+    return metrics
+
+
+def _finetune_steps(
+    model: Any,
+    source: Any,
+    split: Any,
+    train_ds: Any,
+    cfg: FinetuneConfig,
+    num_classes: int,
+    progress: bool,
+) -> list[float]:
+    """Run ``cfg.iterations`` steps of :class:`cryonet.engine.Trainer`; return their losses."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from cryonet.data import PatchSampler, batch_loader, class_counts, class_weights
+    from cryonet.engine import Trainer
+
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    counts = class_counts(source, split.subset("train"), cfg.patch_size, num_classes)
+    weights = torch.as_tensor(class_weights(counts, cfg.class_weighting), device=device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=NODATA_LABEL)
+    params = _decoder_parameters(model) if cfg.freeze_encoder else None
+    trainer = Trainer(
+        model, loss_fn, device, params=params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        total_steps=cfg.iterations, amp=cfg.amp, grad_clip=cfg.grad_clip,
+    )  # fmt: skip
+    sampler = PatchSampler(len(train_ds), shuffle=True, augment=cfg.augment, seed=cfg.seed)
+    model.train()
+    if cfg.freeze_encoder:  # keep the source region's batch-norm statistics too
+        model.encoder.eval()
+    losses: list[float] = []
+    epoch = 0
+    with tqdm(total=cfg.iterations, desc="fine-tuning", unit="step", disable=not progress) as bar:
+        while len(losses) < cfg.iterations:
+            sampler.set_epoch(epoch)
+            generator = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+            for x, y in batch_loader(train_ds, sampler, cfg.batch_size, generator=generator):
+                losses.append(trainer.step(x, y))
+                bar.update()
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                if len(losses) >= cfg.iterations:
+                    break
+            epoch += 1
+    return losses
+
+
+def _save_finetuned(
+    out: Path,
+    model: Any,
+    meta: dict[str, Any],
+    source: Any,
+    before: Any,
+    after: Any,
+    checkpoint: Path,
+    cfg: FinetuneConfig,
+) -> Path:
+    from cryonet.checkpoint import save_checkpoint
+
+    path = out / "finetuned.pt"
+    save_checkpoint(
+        path,
+        model,
+        bands=list(meta["bands"]),
+        mean=np.asarray(source.mean, dtype=np.float64),
+        std=np.asarray(source.std, dtype=np.float64),
+        classes=meta["classes"],
+        epoch=meta.get("epoch"),
+        metrics={"transfer_before": before.to_dict(), "transfer_after": after.to_dict()},
+        extra={
+            "finetuned_from": str(checkpoint),
+            "target_cube": str(source.path),
+            "finetune": asdict(cfg),
+        },
+    )
+    return path
+
+
+def _write_outputs(
+    out: Path,
+    before: Any,
+    after: Any,
+    losses: list[float],
+    checkpoint: Path,
+    target_cube: Path,
+    cfg: FinetuneConfig,
+    ckpt_out: Path | None,
+    n_train: int,
+    n_test: int,
+    seconds: float,
+) -> dict[str, Path]:
+    files = _write_tables(transfer_table(before, after), out)
+    log = out / "finetune_log.csv"
+    log.write_text("step,loss\n" + "".join(f"{i + 1},{v:.6f}\n" for i, v in enumerate(losses)))
+    files["log"] = log
+    summary = {
+        "checkpoint": str(checkpoint),
+        "target_cube": str(target_cube),
+        "config": asdict(cfg),
+        "n_train": n_train,
+        "n_test": n_test,
+        "seconds": seconds,
+        "before": before.to_dict(),
+        "after": after.to_dict(),
+        "finetuned_checkpoint": str(ckpt_out) if ckpt_out else None,
+    }
+    files["summary"] = out / "transfer.json"
+    tmp = out / "transfer.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(files["summary"])
+    return files

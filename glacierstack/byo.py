@@ -3,7 +3,7 @@
 Files are grouped into items by a regular expression on the file stem with the named groups
 ``item`` and ``asset``; the default ``^(?P<item>.+)_(?P<asset>[^_]+)$`` makes
 ``crop_ALA_G0120_0000_vx.tif`` and ``..._vy.tif`` one item ``crop_ALA_G0120_0000`` with assets
-``vx`` and ``vy``. Each asset gets the projection (``proj:code``, ``proj:epsg``, ``proj:shape``,
+``vx`` and ``vy``. Each asset gets the projection (``proj:code``, ``proj:shape``,
 ``proj:transform``) and raster (``raster:bands``: dtype, nodata, scale/offset, unit) fields
 that :mod:`glacierstack.stack` reads, via rio-stac. The result opens with
 :func:`glacierstack.catalog.open_catalog` like any other static catalog.
@@ -24,6 +24,7 @@ import pystac
 import rasterio
 
 from glacierstack.catalog import parse_datetime
+from glacierstack.stac_fields import EO_EXT, PROJ_EXT, RASTER_EXT, eo_common_name, raster_data_type
 
 __all__ = ["DEFAULT_PATTERN", "EncodingOptions", "parse_bands", "stac_from_files"]
 
@@ -132,7 +133,7 @@ def _file_assets(
             band = {
                 k: v for k, v in dict(rbs[i]).items() if k not in ("histogram", "scale", "offset")
             }
-            band["data_type"] = ds.dtypes[i]
+            band["data_type"] = raster_data_type(ds.dtypes[i])
             nodata = ds.nodatavals[i]
             if nodata is None:
                 nodata = (
@@ -152,12 +153,12 @@ def _file_assets(
                 "raster:bands": [band],
                 "_band": i + 1,
                 "_count": ds.count,
+                "_dtype": ds.dtypes[i],
             }
             if common:
-                fields["eo:bands"] = [{"name": key, "common_name": common}]
+                fields["eo:bands"] = [{"name": key, "common_name": eo_common_name(common)}]
             if epsg is not None:
                 fields["proj:code"] = f"EPSG:{epsg}"
-                fields["proj:epsg"] = epsg
             else:
                 fields["proj:wkt2"] = ds.crs.to_wkt()
             if out_key in assets:
@@ -382,7 +383,6 @@ def stac_from_files(
                 props["end_datetime"] = end.isoformat()
         if len(crss) == 1 and (code := next(iter(crss))):
             props["proj:code"] = code
-            props["proj:epsg"] = int(code.split(":")[1])
         item = pystac.Item(
             id=item_id,
             geometry=geom,
@@ -390,11 +390,8 @@ def stac_from_files(
             datetime=start,
             properties=props,
             collection=collection,
-            stac_extensions=[
-                "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-                "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-                "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-            ],
+            stac_extensions=[PROJ_EXT, RASTER_EXT]
+            + ([EO_EXT] if any("eo:bands" in f for f in fields.values()) else []),
         )
         for key, f in fields.items():
             extra = {k: v for k, v in f.items() if not k.startswith("_")}
@@ -412,8 +409,16 @@ def stac_from_files(
     out_dir = Path(out).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     catalog = pystac.Catalog(id=catalog_id, description=description)
+    # items name their collection, so (core STAC) they need a collection link: a real one
+    col = pystac.Collection(
+        id=collection,
+        description=f"{collection} (glacierstack stac-from-files)",
+        extent=pystac.Extent.from_items([item for item, _ in items]),
+        license="other",
+    )
     for item, _ in items:
-        catalog.add_item(item)
+        col.add_item(item)
+    catalog.add_child(col)
     catalog.normalize_hrefs(str(out_dir))
     for item, fields in items:
         item_dir = Path(str(item.get_self_href())).parent
@@ -428,7 +433,7 @@ def stac_from_files(
             asset.href = str(src)
             if fields[key]["_count"] > 1:
                 vrt = item_dir / f"{src.stem}_{key}.vrt"
-                dtype = fields[key]["raster:bands"][0]["data_type"]
+                dtype = fields[key]["_dtype"]
                 _band_vrt(src, fields[key], vrt, dtype)
                 asset.href = str(vrt)
                 asset.media_type = "application/x-gdal-vrt"

@@ -40,10 +40,20 @@ def class_table() -> list[dict[str, object]]:
 
 
 def check_class_table(table: list[dict[str, object]]) -> None:
-    """Raise ``ValueError`` if a stored class table differs from :data:`CLASSES`."""
-    names = [str(c["name"]) for c in table]
-    if names != list(CLASS_NAMES):
-        raise ValueError(f"class table {names} does not match this version's {list(CLASS_NAMES)}")
+    """Raise ``ValueError`` unless ``table`` is a class table: ids 0..n-1, distinct names.
+
+    Any class scheme (:mod:`glacierstack.schemes`) is accepted; the five-class default is
+    :data:`CLASSES`.
+    """
+    try:
+        ids = [int(c["id"]) for c in table]  # type: ignore[call-overload]
+        names = [str(c["name"]) for c in table]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"class table {table!r} lacks ids/names: {e}") from e
+    if ids != list(range(len(ids))) or len(set(names)) != len(names) or len(ids) < 2:
+        raise ValueError(
+            f"class table {names} (ids {ids}) must have >= 2 distinct classes with ids 0..n-1"
+        )
 
 
 def _describe_table(table: list[dict[str, object]]) -> str:

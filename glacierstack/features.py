@@ -15,7 +15,7 @@ See ``docs/layers.md`` for formulas, parameters and sources.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,7 +43,10 @@ __all__ = [
     "FeatureOptions",
     "GLCMParams",
     "PCAFit",
+    "PCASample",
     "compute_features",
+    "feature_halo",
+    "feature_params",
     "fit_pca",
     "glcm_texture",
     "tasseled_cap_coefficients",
@@ -163,6 +166,8 @@ class PCAFit:
         Trace of the covariance (sum of all eigenvalues).
     n_samples
         Number of valid pixels (all bands finite) used.
+    sample
+        Which pixels were used: ``"all pixels"`` or a :class:`PCASample` description.
     """
 
     bands: tuple[str, ...]
@@ -171,6 +176,7 @@ class PCAFit:
     explained_variance: np.ndarray
     total_variance: float
     n_samples: int
+    sample: str = "all pixels"
 
     def transform(self, stack: xr.DataArray) -> xr.DataArray:
         """Project a ``(band, y, x)`` stack: ``score_k = sum_b (x_b - mean_b) * components[k, b]``.
@@ -198,7 +204,52 @@ class PCAFit:
             "explained_variance": self.explained_variance.tolist(),
             "total_variance": float(self.total_variance),
             "n_samples": int(self.n_samples),
+            "sample": self.sample,
         }
+
+
+@dataclass(frozen=True)
+class PCASample:
+    """A fixed-size, spatially stratified pixel sample for the PCA fit (memory flat in area).
+
+    The grid is cut into at most ``cells`` x ``cells`` equal cells; the fit uses the central
+    ``window`` x ``window`` pixels of each (whole cells when they are smaller, so a small
+    region is fitted on all of its pixels). At most ``cells² · window²`` pixels are read
+    (65,536 by default) whatever the region size.
+
+    Attributes
+    ----------
+    cells
+        Cells per axis.
+    window
+        Side in pixels of the window read in each cell.
+    """
+
+    cells: int = 8
+    window: int = 32
+
+    def __post_init__(self) -> None:
+        if self.cells < 1 or self.window < 1:
+            raise ValueError(f"PCASample needs cells >= 1 and window >= 1, got {self}")
+
+    def windows(self, shape: tuple[int, int]) -> list[tuple[slice, slice]]:
+        """Row-major ``(rows, cols)`` slices of the sample windows on a grid of ``shape``."""
+        axes = []
+        for size in shape:
+            n = max(1, min(self.cells, -(-size // self.window)))
+            edges = [k * size // n for k in range(n + 1)]
+            spans = []
+            for a, b in zip(edges[:-1], edges[1:], strict=True):
+                w = min(self.window, b - a)
+                start = a + (b - a - w) // 2
+                spans.append(slice(start, start + w))
+            axes.append(spans)
+        return [(ys, xs) for ys in axes[0] for xs in axes[1]]
+
+    def describe(self) -> str:
+        """One line for the cube attrs."""
+        w, c = self.window, self.cells
+        return f"stratified: central {w}x{w} px of each of up to {c}x{c} cells"
 
 
 def _block_moments(block: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -233,8 +284,10 @@ def fit_pca(
     data: xr.Dataset | xr.DataArray,
     bands: tuple[str, ...] = S2_BANDS,
     n_components: int = 3,
+    *,
+    sample: PCASample | None = None,
 ) -> PCAFit:
-    """Fit a PCA of ``bands`` over a whole region with Dask reductions (one pass).
+    """Fit a PCA of ``bands`` over a region (or a stratified sample of it) in one pass.
 
     Each chunk contributes its count, mean and centred cross-product matrix over the pixels
     where **all** bands are finite; these are merged pairwise (Chan et al. 1979), which is
@@ -249,6 +302,9 @@ def fit_pca(
         Band names to use.
     n_components
         Number of components kept.
+    sample
+        Fit on this stratified sample of windows instead of every pixel (what
+        :func:`compute_features` and the cube builder do: a fixed cost whatever the area).
 
     Returns
     -------
@@ -262,12 +318,36 @@ def fit_pca(
     """
     stack = _stack_bands(data, bands)
     arr = stack.data
-    if isinstance(arr, da.Array):
+    if sample is not None:
+        wins = sample.windows(arr.shape[1:])
+        blocks = [arr[:, ys, xs] for ys, xs in wins]
+        if isinstance(arr, da.Array):
+            moments = dask.compute(*[dask.delayed(_block_moments)(b) for b in blocks])
+        else:
+            moments = tuple(_block_moments(np.asarray(b)) for b in blocks)
+    elif isinstance(arr, da.Array):
         arr = arr.rechunk({0: -1})
         parts = [dask.delayed(_block_moments)(blk) for blk in arr.to_delayed().ravel()]
         moments = dask.compute(*parts)
     else:
         moments = (_block_moments(np.asarray(arr)),)
+    desc = sample.describe() if sample is not None else "all pixels"
+    return pca_from_moments(moments, tuple(bands), n_components, desc)
+
+
+def pca_from_moments(
+    moments: Sequence[tuple[int, np.ndarray, np.ndarray]],
+    bands: tuple[str, ...],
+    n_components: int,
+    sample: str,
+) -> PCAFit:
+    """Merge per-block ``(count, mean, centred cross-products)`` in order and diagonalise.
+
+    Raises
+    ------
+    ValueError
+        If fewer than ``len(bands) + 1`` pixels are valid in all bands.
+    """
     total = (0, np.zeros(len(bands)), np.zeros((len(bands), len(bands))))
     for m in moments:
         total = _merge_moments(total, m)
@@ -290,6 +370,7 @@ def fit_pca(
         explained_variance=evals[order],
         total_variance=float(np.trace(cov)),
         n_samples=int(n),
+        sample=sample,
     )
 
 
@@ -383,7 +464,11 @@ class FeatureContext:
     def pca(self) -> PCAFit:
         """The PCA fit (given in the options, or fitted on the region's S2 bands once)."""
         return self.cached(
-            "pca", lambda: self.options.pca or fit_pca(self.raw, _optical_bands(self.raw), 3)
+            "pca",
+            lambda: (
+                self.options.pca
+                or fit_pca(self.raw, _optical_bands(self.raw), 3, sample=PCASample())
+            ),
         )
 
     def pixel_size(self) -> tuple[float, float]:
@@ -666,6 +751,32 @@ assert set(FEATURES) == set(ALL_LAYERS), set(FEATURES) ^ set(ALL_LAYERS)
 # ---------------------------------------------------------------------------------- entry
 
 
+def feature_params(options: FeatureOptions, pca: PCAFit | None, sensor: str | None) -> str:
+    """JSON string of every parameter the layers used (the cube's ``feature_params`` attr)."""
+    params: dict[str, Any] = {
+        "glcm": asdict(options.glcm),
+        "coherence_window": list(options.coherence_window),
+        "edges": options.edges,
+        "flat_aspect": options.flat_aspect,
+        "tasseled_cap": tasseled_cap_coefficients(sensor)[1],
+        "sensor": sensor,
+        "indices": {"NDVI": "B08,B04", "NDSI": "B03,B11", "NDWI": "B03,B08", "NDGI": "B03,B04"},
+    }
+    if pca is not None:
+        params["pca"] = pca.to_attrs()
+    return json.dumps(params)
+
+
+def feature_halo(options: FeatureOptions) -> int:
+    """Pixels of context every layer needs around a tile (sum of all window radii).
+
+    The sum, not the maximum, so that a windowed layer computed on another windowed layer
+    (e.g. a texture of a PC layer built on a future windowed source) is still exact.
+    """
+    wy, wx = options.coherence_window
+    return options.glcm.window // 2 + max(wy, wx) // 2 + 1  # texture + coherence + terrain
+
+
 def compute_features(
     raw: xr.Dataset,
     layers: str | list[str] | tuple[str, ...] | None = None,
@@ -734,18 +845,9 @@ def compute_features(
     cube = cube.assign_coords(band=list(names)).astype(np.float32)
     if "spatial_ref" in raw.coords:
         cube = cube.assign_coords(spatial_ref=raw.coords["spatial_ref"])
-    params: dict[str, Any] = {
-        "glcm": asdict(options.glcm),
-        "coherence_window": list(options.coherence_window),
-        "edges": options.edges,
-        "flat_aspect": options.flat_aspect,
-        "tasseled_cap": tasseled_cap_coefficients(_sensor(ctx))[1],
-        "sensor": _sensor(ctx),
-        "indices": {"NDVI": "B08,B04", "NDSI": "B03,B11", "NDWI": "B03,B08", "NDGI": "B03,B04"},
-    }
-    if "pca" in ctx._cache:
-        params["pca"] = ctx.pca.to_attrs()
+    pca_used = ctx.pca if "pca" in ctx._cache else None
     keep = {k: raw.attrs[k] for k in ("grid", "stac_items", "datetime") if k in raw.attrs}
-    cube.attrs = {**keep, "bands": list(names), "feature_params": json.dumps(params)}
+    params = feature_params(options, pca_used, _sensor(ctx))
+    cube.attrs = {**keep, "bands": list(names), "feature_params": params}
     cube.name = "features"
     return cube

@@ -59,6 +59,7 @@ Outlines: TypeAlias = str | os.PathLike[str] | gpd.GeoDataFrame | gpd.GeoSeries
 """A path to any vector file pyogrio reads, or an in-memory GeoDataFrame/GeoSeries."""
 
 BACKGROUND, CLEAN_ICE, DEBRIS, WATER, VEGETATION = 0, 1, 2, 3, 4
+PRECEDENCE = "nodata > debris > clean_ice > water > vegetation > background"
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,24 @@ def _normalise_chunks(grid: Grid, chunks: int | tuple[int, int] | tuple[tuple[in
     )
 
 
+def clip_to_block(
+    geoms: np.ndarray, tree: shapely.STRtree, grid: Grid, rows: slice, cols: slice
+) -> np.ndarray:
+    """Return the polygons touching a block of ``grid``, clipped one pixel beyond it.
+
+    Clipping one pixel beyond the block is exact for the pixel-centre rule and for
+    ``all_touched``, so each task carries only the geometry it needs.
+    """
+    res, x0, y1 = grid.resolution, grid.bounds[0], grid.bounds[3]
+    bx0, bx1 = x0 + cols.start * res, x0 + cols.stop * res
+    by1, by0 = y1 - rows.start * res, y1 - rows.stop * res
+    idx = tree.query(shapely.box(bx0, by0, bx1, by1), predicate="intersects")
+    if not idx.size:
+        return geoms[:0]
+    part = shapely.clip_by_rect(geoms[idx], bx0 - res, by0 - res, bx1 + res, by1 + res)
+    return part[~shapely.is_empty(part)]
+
+
 def rasterize_outlines(
     outlines: Outlines,
     grid: Grid,
@@ -229,8 +248,6 @@ def rasterize_outlines(
     geoms = _polygons_in_crs(outlines, grid, what)
     rows, cols = _normalise_chunks(grid, chunks)
     tree = shapely.STRtree(geoms)
-    res = grid.resolution
-    x0, y1 = grid.bounds[0], grid.bounds[3]
     burn = dask.delayed(_burn, pure=True)
     blocks: list[list[da.Array]] = []
     r0 = 0
@@ -238,13 +255,8 @@ def rasterize_outlines(
         line = []
         c0 = 0
         for nc in cols:
-            bx0, bx1 = x0 + c0 * res, x0 + (c0 + nc) * res
-            by1, by0 = y1 - r0 * res, y1 - (r0 + nr) * res
-            idx = tree.query(shapely.box(bx0, by0, bx1, by1), predicate="intersects")
-            if idx.size:
-                # clip one pixel beyond the block: exact for the centre rule and all_touched
-                part = shapely.clip_by_rect(geoms[idx], bx0 - res, by0 - res, bx1 + res, by1 + res)
-                part = part[~shapely.is_empty(part)]
+            part = clip_to_block(geoms, tree, grid, slice(r0, r0 + nr), slice(c0, c0 + nc))
+            if part.size:
                 transform = grid.transform @ Affine.translation(c0, r0)
                 block = da.from_delayed(
                     burn(part, (nr, nc), transform, all_touched), (nr, nc), dtype=bool
@@ -410,6 +422,6 @@ def make_labels(
         "long_name": "CryoNet class label",
         "nodata": NODATA_LABEL,
         "label_rules": rules.to_attrs(),
-        "precedence": "nodata > debris > clean_ice > water > vegetation > background",
+        "precedence": PRECEDENCE,
     }
     return xr.DataArray(data, dims=("y", "x"), coords=grid.coords(), name="labels", attrs=attrs)

@@ -1,8 +1,9 @@
 """From a STAC catalog to a finished Zarr cube: catalog -> stack -> features -> labels -> store.
 
-:func:`build_cube` is the Python API behind ``glacierstack cube``. It stays lazy until the
-store writes the cube tile by tile, so memory is bounded by the chunk size, not the region
-(the only eager step is the PCA fit, a one-pass Dask reduction over the S2 bands).
+:func:`build_cube` is the Python API behind ``glacierstack cube``. It searches the catalogs
+once, fits the PCA on a fixed-size stratified sample, then writes the cube with one task per
+output tile (:mod:`glacierstack.tiles`), so memory is bounded by the tile size, not the region,
+and a Dask cluster spends its time computing rather than scheduling.
 """
 
 from __future__ import annotations
@@ -10,17 +11,23 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from glacierstack import storage
+from glacierstack.features import FeatureOptions, PCASample
 from glacierstack.grid import Grid
-from glacierstack.labels import LabelRules, Outlines, make_labels
+from glacierstack.labels import PRECEDENCE, LabelRules, Outlines, _polygons_in_crs
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
+from glacierstack.provenance import location_ref
 from glacierstack.runner import RunnerOptions, dask_session
+from glacierstack.schemes import ClassScheme, burn_outline_classes, get_scheme
+from glacierstack.stack import plan_reads, read_plan
 from glacierstack.store import write_cube
+from glacierstack.tiles import TilePlan, fit_pca_windows, needs_pca, tile_cube
 
 __all__ = [
     "TRUTH_COLLECTION",
@@ -204,6 +211,7 @@ def build_cube(
     glacier_outlines: Outlines | None = None,
     debris_outlines: Outlines | None = None,
     label_rules: LabelRules | None = None,
+    scheme: str | ClassScheme = "cryonet5",
     modalities: Sequence[str] | Mapping[str, Any] | None = None,
     feature_options: Mapping[str, Any] | None = None,
     chunk_size: int = 512,
@@ -237,6 +245,10 @@ def build_cube(
         Outline files or GeoDataFrames (any vector format and CRS). If both are None and the
         catalog has a ``synthetic-truth`` collection, its outline assets are used; otherwise
         the labels hold only background/water/vegetation (a warning says so).
+    scheme
+        Class scheme name (``cryonet5``, ``glacier``, ``ice-debris``), YAML file or
+        :class:`~glacierstack.schemes.ClassScheme`; the water/vegetation rules only run when
+        the scheme keeps a rule class (then green, red and NIR are needed).
     label_rules
         NDWI/NDVI thresholds and outline options (default
         :class:`~glacierstack.labels.LabelRules()`).
@@ -271,9 +283,6 @@ def build_cube(
     ValueError
         Bad bbox/grid, unreadable outlines, or a layer with no valid pixel in the region.
     """
-    from glacierstack.features import compute_features
-    from glacierstack.stack import load_modalities
-
     if (bbox is None) == (grid is None):
         raise ValueError("give exactly one of bbox=... or grid=...")
     if chunk_size < 16:
@@ -290,6 +299,8 @@ def build_cube(
         grid = Grid.from_bbox(bbox, bbox_crs=bbox_crs, resolution=resolution)  # type: ignore[arg-type]
     grid.check_min_size(MIN_REGION_PIXELS)
     label_rules = label_rules or LabelRules()
+    scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
+    options = FeatureOptions(**dict(feature_options or {}))
     skipped: dict[str, str] = {}
     if isinstance(catalog, Mapping):
         names = resolve_layers(layers)  # type: ignore[arg-type]
@@ -303,69 +314,66 @@ def build_cube(
             raise TypeError("a modalities mapping needs catalog to be a mapping too")
         names, mods, skipped = plan_layers(source, grid, datetime, layers, modalities)
 
+    reads = plan_reads(source, grid, datetime, mods)
+    raw = _check_layers(reads, grid, names, options, source, bool(scheme.rule_classes))
+    outline_source: dict[str, Any] = {}
+    truth_item: list[str] = []
+    if glacier_outlines is None and debris_outlines is None and truth_cat is not None:
+        found = truth_outlines(truth_cat, grid)
+        if found is not None:
+            glacier_outlines, debris_outlines, item_id = found
+            truth_item = [item_id]
+            outline_source["truth_item"] = item_id
+    if glacier_outlines is None:
+        warnings.warn(
+            "no glacier outlines given (and no synthetic-truth collection in the catalog): "
+            "the labels hold only background, water and vegetation",
+            stacklevel=2,
+        )
+    outline_source.update(glacier=_describe(glacier_outlines), debris=_describe(debris_outlines))
+    glacier = _polygons(glacier_outlines, grid, "glacier outlines")
+    debris = _polygons(debris_outlines, grid, "debris outlines")
+    attrs = {
+        "catalog": location_ref(source.source) if not isinstance(source, Mapping) else {
+            k: location_ref(v) for k, v in source.items()
+        },
+        "datetime": datetime or "",
+        "bbox": list(bbox) if bbox is not None else None,
+        "bbox_crs": bbox_crs if bbox is not None else None,
+        "modalities": {k: list(v) for k, v in reads.chosen},
+        "label_rules": label_rules.to_attrs(),
+        "label_precedence": PRECEDENCE,
+        "outlines": outline_source,
+        "nodata_rule": "labels are 255 where any feature layer is NaN",
+        "sensor": raw.attrs.get("sensor", ""),
+        "skipped_layers": skipped,
+        "class_scheme": scheme.to_attrs(),
+        "classes": scheme.table(),
+    }  # fmt: skip
+    items = list(reads.item_ids) + truth_item
+    # what decides whether an unfinished store may be resumed: the request, not derived values
+    request = {
+        k: attrs[k]
+        for k in (
+            "catalog",
+            "datetime",
+            "bbox",
+            "bbox_crs",
+            "label_rules",
+            "outlines",
+            "class_scheme",
+        )
+    } | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
     with dask_session(runner or RunnerOptions(progress=progress)) as session:
-        raw = load_modalities(source, grid, datetime, mods, chunks=chunk_size)
-        feats = compute_features(raw, names, **dict(feature_options or {}))
-
-        # inputs of the labelling rules
-        missing = sorted({"B03", "B04", "B08"} - set(map(str, raw.data_vars)))
-        if missing:
-            raise KeyError(
-                f"the labels' water/vegetation rules need green, red and NIR (B03, B04, B08); "
-                f"catalog {getattr(source, 'source', source)!r} lacks {missing}"
-            )
-        idx = feats if {"NDWI", "NDVI"} <= set(names) else compute_features(raw, ["NDWI", "NDVI"])
-        valid = np.isfinite(feats).all("band")
-
-        outline_source: dict[str, Any] = {}
-        truth_item: list[str] = []
-        if glacier_outlines is None and debris_outlines is None and truth_cat is not None:
-            found = truth_outlines(truth_cat, grid)
-            if found is not None:
-                glacier_outlines, debris_outlines, item_id = found
-                truth_item = [item_id]
-                outline_source["truth_item"] = item_id
-        if glacier_outlines is None:
-            warnings.warn(
-                "no glacier outlines given (and no synthetic-truth collection in the catalog): "
-                "the labels hold only background, water and vegetation",
-                stacklevel=2,
-            )
-        outline_source.update(
-            glacier=_describe(glacier_outlines), debris=_describe(debris_outlines)
-        )
-        labels = make_labels(
-            grid,
-            glacier_outlines=glacier_outlines,
-            debris_outlines=debris_outlines,
-            ndwi=idx.sel(band="NDWI", drop=True),
-            ndvi=idx.sel(band="NDVI", drop=True),
-            valid=valid,
-            rules=label_rules,
-            chunks=chunk_size,
-        )
-        attrs = {
-            "catalog": str(source.source) if not isinstance(source, Mapping) else {
-                k: str(v) for k, v in source.items()
-            },
-            "datetime": datetime or "",
-            "bbox": list(bbox) if bbox is not None else None,
-            "bbox_crs": bbox_crs if bbox is not None else None,
-            "modalities": raw.attrs.get("modalities", {}),
-            "feature_params": feats.attrs.get("feature_params", ""),
-            "label_rules": label_rules.to_attrs(),
-            "label_precedence": labels.attrs["precedence"],
-            "outlines": outline_source,
-            "nodata_rule": "labels are 255 where any feature layer is NaN",
-            "sensor": raw.attrs.get("sensor", ""),
-            "skipped_layers": skipped,
-        }  # fmt: skip
-        items = list(raw.attrs.get("stac_items", [])) + truth_item
-        # what decides whether an unfinished store may be resumed: the request, not derived values
-        request = {
-            k: attrs[k]
-            for k in ("catalog", "datetime", "bbox", "bbox_crs", "label_rules", "outlines")
-        } | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
+        if needs_pca(names, options) and options.pca is None:
+            optical = tuple(b for b in S2_BANDS if b in raw.data_vars)
+            pca = fit_pca_windows(reads, grid, optical, PCASample(), session)
+            options = replace(options, pca=pca)
+        sensor = raw.attrs.get("sensor") or None
+        plan = TilePlan(reads, grid, names, options, label_rules, int(chunk_size), sensor, scheme)
+        feats, labels = tile_cube(plan, glacier, debris)
+        labels = burn_outline_classes(labels, grid, scheme)
+        attrs["feature_params"] = feats.attrs["feature_params"]
         return write_cube(
             feats,
             labels,
@@ -380,3 +388,33 @@ def build_cube(
             runner=session,
             inputs=inputs,
         )
+
+
+def _polygons(outlines: Outlines | None, grid: Grid, what: str) -> np.ndarray:
+    """Outline polygons in the grid CRS (empty when none are given)."""
+    if outlines is None:
+        return np.empty(0, dtype=object)
+    return _polygons_in_crs(outlines, grid, what)
+
+
+def _check_layers(
+    reads: Any, grid: Grid, names: tuple[str, ...], options: Any, source: Any, rules: bool = True
+) -> Any:
+    """Fail before any read if an input variable is missing; return the lazy raw dataset.
+
+    Builds graphs only (nothing is read): the same checks the lazy API makes.
+    """
+    from glacierstack.features import compute_features
+    from glacierstack.layers import PCA_LAYERS
+
+    raw = read_plan(reads, grid)
+    missing = sorted({"B03", "B04", "B08"} - set(map(str, raw.data_vars)))
+    if missing and rules:
+        raise KeyError(
+            f"the labels' water/vegetation rules need green, red and NIR (B03, B04, B08); "
+            f"catalog {getattr(source, 'source', source)!r} lacks {missing}"
+        )
+    lazy = [n for n in names if n not in PCA_LAYERS]
+    if lazy:
+        compute_features(raw, lazy, glcm=options.glcm, coherence_window=options.coherence_window)
+    return raw

@@ -23,6 +23,7 @@ worker by one :class:`WorkerSettings` plugin, so a worker that joins later gets 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import sys
@@ -31,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import dask
+
+from glacierstack.storage import configured
 
 __all__ = [
     "PROFILE_HELP",
@@ -150,6 +153,9 @@ class RunnerOptions:
         Path of an HTML Dask performance report to write (distributed schedulers only).
     progress
         Show progress bars.
+    warm_kernels
+        Load the glacierstack Numba kernels in every worker process at start (raster work);
+        cryonet inference, which runs none, turns it off.
     """
 
     scheduler: Any = None
@@ -158,6 +164,7 @@ class RunnerOptions:
     gdal_env: tuple[tuple[str, str], ...] = ()
     profile: str | None = None
     progress: bool = True
+    warm_kernels: bool = True
 
     def __post_init__(self) -> None:
         if self.scheduler is None or isinstance(self.scheduler, str):
@@ -170,30 +177,28 @@ class RunnerOptions:
 
 
 # ------------------------------------------------------------------------- worker settings
-def _apply_settings(torch_threads: int | None, gdal_env: Sequence[tuple[str, str]]) -> None:
-    """Apply worker settings in the current process (environment, torch, warm kernels)."""
+def _apply_settings(
+    torch_threads: int | None,
+    gdal_env: Sequence[tuple[str, str]],
+    warm: bool = True,
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    """Apply worker settings in the current process (environment, torch, storage, kernels)."""
     os.environ.update(dict(gdal_env))
+    if storage_options:
+        from glacierstack.storage import configure
+
+        configure(storage_options)
     if torch_threads is not None:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(torch_threads)
         torch = sys.modules.get("torch")  # glacierstack never imports torch itself
         if torch is not None:
             torch.set_num_threads(int(torch_threads))
-    from glacierstack.warmup import warm_kernels
+    if warm:
+        from glacierstack.warmup import warm_kernels
 
-    warm_kernels()
-
-
-@dataclass(frozen=True)
-class _Settings:
-    torch_threads: int | None
-    gdal_env: tuple[tuple[str, str], ...]
-
-
-def _process_initializer(settings: _Settings) -> Callable[[], None]:
-    import functools
-
-    return functools.partial(_apply_settings, settings.torch_threads, settings.gdal_env)
+        warm_kernels()
 
 
 try:
@@ -211,19 +216,30 @@ class WorkerSettings(_WorkerPlugin):  # type: ignore[misc,valid-type]
         torch intra-op threads (``None``: unchanged).
     gdal_env
         ``(name, value)`` GDAL configuration options exported as environment variables.
+    warm_kernels
+        Load the glacierstack Numba kernels (from the on-disk cache) before any task runs.
+    storage_options
+        fsspec storage options per protocol (:func:`glacierstack.storage.configure`), so that
+        workers reach the same object stores with the same credentials as the client.
     """
 
     name = "glacierstack-worker-settings"
 
     def __init__(
-        self, torch_threads: int | None = None, gdal_env: Sequence[tuple[str, str]] = ()
+        self,
+        torch_threads: int | None = None,
+        gdal_env: Sequence[tuple[str, str]] = (),
+        warm_kernels: bool = True,
+        storage_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.torch_threads = torch_threads
         self.gdal_env = tuple(gdal_env)
+        self.warm_kernels = warm_kernels
+        self.storage_options = dict(storage_options or {})
 
     def setup(self, worker: Any) -> None:
         """Apply the settings in the worker process (runs once per worker start)."""
-        _apply_settings(self.torch_threads, self.gdal_env)
+        _apply_settings(self.torch_threads, self.gdal_env, self.warm_kernels, self.storage_options)
 
 
 # ------------------------------------------------------------------------------- session
@@ -256,12 +272,16 @@ class DaskSession:
         Pool size of the local scheduler (None: Dask's default).
     options
         The options the session was opened with.
+    pool
+        The process pool of the ``processes`` scheduler: started once per session (worker
+        settings applied by its initializer), so each compute does not spawn new processes.
     """
 
     client: Any | None
     local: str = "threads"
     num_workers: int | None = None
     options: RunnerOptions = field(default_factory=RunnerOptions)
+    pool: Any = None
 
     def parallelism(self) -> int:
         """Return the number of tasks that can run at once."""
@@ -281,9 +301,8 @@ class DaskSession:
         kw: dict[str, Any] = {"scheduler": self.local}
         if self.local != "sync" and self.num_workers:
             kw["num_workers"] = self.num_workers
-        if self.local == "processes":
-            settings = _Settings(self.options.torch_threads, self.options.gdal_env)
-            kw["initializer"] = _process_initializer(settings)
+        if self.pool is not None:
+            kw["pool"] = self.pool
         return kw
 
 
@@ -329,9 +348,7 @@ def dask_session(options: RunnerOptions | None = None) -> Iterator[DaskSession]:
     n = int(sched.n_workers or 1)
     threads = opts.threads or 1
     torch_threads = opts.torch_threads or max(1, (os.cpu_count() or 1) // (n * threads))
-    opts = RunnerOptions(
-        opts.scheduler, opts.threads, torch_threads, opts.gdal_env, opts.profile, opts.progress
-    )
+    opts = dataclasses.replace(opts, torch_threads=torch_threads)
     # queuing holds tasks back on the scheduler; with few big tasks it only idles workers
     with (
         dask.config.set({"distributed.scheduler.worker-saturation": "inf"}),
@@ -356,18 +373,32 @@ def ensure_session(runner: RunnerOptions | DaskSession | None) -> Iterator[DaskS
 def _local(sched: Scheduler, opts: RunnerOptions) -> Iterator[DaskSession]:
     name = {"threads": "threads", "processes": "processes", "synchronous": "sync"}[sched.kind]
     saved = dict(os.environ)
+    pool = None
     try:
-        if name != "processes":
-            _apply_settings(opts.torch_threads, opts.gdal_env)
-        yield DaskSession(None, name, opts.threads, opts)
+        if name == "processes":
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(
+                max_workers=opts.threads or os.cpu_count() or 1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_apply_settings,
+                initargs=(opts.torch_threads, opts.gdal_env, opts.warm_kernels, configured()),
+            )
+        else:
+            _apply_settings(opts.torch_threads, opts.gdal_env, warm=False)  # warms on first use
+        yield DaskSession(None, name, opts.threads, opts, pool)
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         os.environ.clear()
         os.environ.update(saved)
 
 
 def _with_client(client: Any, opts: RunnerOptions, *, owned: bool) -> Iterator[DaskSession]:
-    plugin = WorkerSettings(opts.torch_threads, opts.gdal_env)
-    if owned or opts.torch_threads is not None or opts.gdal_env:
+    conf = configured()  # storage options reach every worker, also ones joining later
+    plugin = WorkerSettings(opts.torch_threads, opts.gdal_env, opts.warm_kernels, conf)
+    if owned or opts.torch_threads is not None or opts.gdal_env or conf:
         client.register_plugin(plugin)
     link = getattr(client, "dashboard_link", None)
     if link and opts.progress:

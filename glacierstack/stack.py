@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import pystac
@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 
+Chunks: TypeAlias = int | tuple[tuple[int, ...], tuple[int, ...]]
+"""Spatial Dask chunks: a square size, or explicit ``(row sizes, column sizes)``."""
+
+
 @runtime_checkable
 class RasterLoader(Protocol):
     """Reads STAC assets onto a grid.
@@ -57,7 +61,7 @@ class RasterLoader(Protocol):
         *,
         resampling: str,
         dtype: str,
-        chunks: int,
+        chunks: Chunks,
     ) -> xr.DataArray:
         """Load ``assets`` of ``items`` onto ``grid``."""
         ...
@@ -78,7 +82,7 @@ class StackstacLoader:
         *,
         resampling: str,
         dtype: str,
-        chunks: int,
+        chunks: Chunks,
     ) -> xr.DataArray:
         """Load ``assets`` of ``items`` onto ``grid`` (see :class:`RasterLoader`)."""
         from glacierstack import _compat
@@ -121,7 +125,7 @@ class OdcStacLoader:
         *,
         resampling: str,
         dtype: str,
-        chunks: int,
+        chunks: Chunks,
     ) -> xr.DataArray:
         """Load ``assets`` of ``items`` onto ``grid`` (see :class:`RasterLoader`)."""
         import odc.stac
@@ -194,7 +198,7 @@ def _load_acquisition(
     bands: Sequence[BandSpec],
     items: Sequence[pystac.Item],
     grid: Grid,
-    chunks: int,
+    chunks: Chunks,
 ) -> dict[str, xr.DataArray]:
     """Load one acquisition (items of one day, mosaicked) -> ``{band name: (y, x)}``."""
     scale, offset, nodata = _encoding_arrays(spec, bands, items)
@@ -306,7 +310,7 @@ def item_sensor(spec: ModalitySpec, item: pystac.Item) -> str:
 
 
 def _read_acquisition(
-    acq: AcquisitionRead, grid: Grid, loader: RasterLoader, chunks: int
+    acq: AcquisitionRead, grid: Grid, loader: RasterLoader, chunks: Chunks
 ) -> dict[str, xr.DataArray]:
     out = _load_acquisition(loader, acq.spec, acq.bands, acq.items, grid, chunks)
     if acq.spec.sensor is not None:
@@ -381,8 +385,12 @@ def plan_reads(
     return ReadPlan(tuple(acqs), tuple(item_ids), tuple(chosen.items()), datetime, loader)
 
 
-def read_plan(plan: ReadPlan, grid: Grid, *, chunks: int = 1024) -> xr.Dataset:
-    """Build the lazy raw modality dataset of ``plan`` on ``grid`` (the region or a window).
+def read_plan(plan: ReadPlan, grid: Grid, *, chunks: Chunks = 1024) -> xr.Dataset:
+    """Build the lazy raw modality dataset of ``plan`` on ``grid``.
+
+    ``chunks`` may give explicit ``(row sizes, column sizes)``: a tile task reads its window
+    as one chunk of the whole region's reads, so its pixels equal the lazy cube's exactly
+    (GDAL resamples a window of one warped grid, not a separately warped small grid).
 
     Raises
     ------

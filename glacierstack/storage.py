@@ -26,13 +26,15 @@ Life of a store (see ``docs/guarantees.md``)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,10 +57,18 @@ __all__ = [
     "check_owner",
     "claim",
     "complete",
+    "configure",
+    "configured",
     "guard_dataset",
+    "is_url",
+    "local_file",
+    "local_folder",
+    "output_exists",
     "mark_created",
+    "parse_storage_options",
     "read_guarded",
     "remove_store",
+    "staged_output",
     "store_info",
     "verify",
 ]
@@ -735,3 +745,156 @@ def guard_dataset(ds: Any, store: StoreURL | str, names: Iterable[str]) -> Any:
         )
         ds[name] = ds[name].copy(data=data)
     return ds
+
+
+# ----------------------------------------------------------------------------- storage options
+REMOTE_PROTOCOLS = ("s3", "gs", "gcs", "az", "abfs", "abfss")
+"""Protocols an unprefixed ``--storage-option`` applies to (object stores)."""
+
+
+def parse_storage_options(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Parse ``[PROTOCOL:]KEY=VALUE`` strings (``--storage-option``) into ``{protocol: opts}``.
+
+    ``KEY`` may be dotted to nest (``client_kwargs.region_name=eu-west-1``); ``VALUE`` is
+    decoded as JSON when it parses (``anon=true``, ``config_kwargs={"retries": ...}``), else
+    kept as a string. Without a ``PROTOCOL:`` prefix the option is for every object store
+    (:data:`REMOTE_PROTOCOLS`, key ``"*"``).
+
+    Examples
+    --------
+    >>> parse_storage_options(["endpoint_url=http://127.0.0.1:9000", "gs:token=anon"])
+    {'*': {'endpoint_url': 'http://127.0.0.1:9000'}, 'gs': {'token': 'anon'}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"storage option {item!r}: expected [PROTOCOL:]KEY=VALUE")
+        proto, colon, key = key.strip().rpartition(":")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        *parents, leaf = key.split(".")
+        node = out.setdefault(proto if colon else "*", {})
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _deep_update(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, Mapping) and isinstance(into.get(k), dict):
+            _deep_update(into[k], v)
+        else:
+            into[k] = json.loads(json.dumps(v)) if isinstance(v, Mapping) else v
+
+
+def configure(options: Mapping[str, Mapping[str, Any]]) -> None:
+    """Use fsspec storage options for every store, export and checkpoint of a protocol.
+
+    The options become fsspec's configuration for the protocol (``fsspec.config.conf``), so
+    every file system this process opens for it (zarr, xarray, our storage calls) gets them,
+    and :mod:`glacierstack.runner` sends them to every Dask worker it starts or joins
+    (:func:`configured`). On a cluster whose workers have their own credentials (IAM role,
+    workload identity, ``FSSPEC_S3_*``/``AWS_*`` environment variables) nothing needs to be
+    set here.
+
+    Parameters
+    ----------
+    options
+        ``{protocol: {option: value}}`` as from :func:`parse_storage_options`; protocol
+        ``"*"`` means every object store of :data:`REMOTE_PROTOCOLS`.
+    """
+    for proto, opts in options.items():
+        for p in REMOTE_PROTOCOLS if proto == "*" else (proto,):
+            _deep_update(fsspec.config.conf.setdefault(p, {}), opts)
+
+
+def configured() -> dict[str, dict[str, Any]]:
+    """Return a copy of the storage options in force (what Dask workers are given)."""
+    return json.loads(json.dumps(fsspec.config.conf, default=str))
+
+
+# ----------------------------------------------------------------------------- files and folders
+def is_url(where: str | os.PathLike[str]) -> bool:
+    """Return whether ``where`` is an fsspec URL (``s3://...``) rather than a local path."""
+    return "://" in os.fspath(where)
+
+
+def output_exists(where: str | os.PathLike[str]) -> bool:
+    """Whether a file or folder exists at a local path or URL."""
+    return StoreURL.parse(where).exists()
+
+
+@contextlib.contextmanager
+def staged_output(where: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield the local path to write ``where`` to; for a URL, upload it when the body succeeds.
+
+    For a URL the body writes into a fresh temporary folder; afterwards every file there whose
+    name starts with the output's name is uploaded (sidecars such as ``.aux.xml`` first, the
+    output itself last, so its appearance marks a complete upload). Local outputs are written
+    in place (their writers are atomic themselves).
+    """
+    if not is_url(where):
+        yield Path(where)
+        return
+    store = StoreURL.parse(where)
+    with tempfile.TemporaryDirectory(prefix="glacierstack-out-") as tmp:
+        local = Path(tmp) / store.name
+        yield local
+        parent = store.path.rsplit("/", 1)[0]
+        files = sorted(Path(tmp).glob(f"{store.name}*"), key=lambda p: p.name == store.name)
+        for f in files:
+            store.fs.put_file(str(f), f"{parent}/{f.name}")
+
+
+@contextlib.contextmanager
+def local_folder(where: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a local folder standing for ``where`` (a run directory on a path or a URL).
+
+    For a URL the folder's current contents are downloaded into a temporary folder first
+    (so a run resumes), and everything in it is uploaded on exit, also after an exception (so
+    an interrupted run keeps its checkpoints). A local path is yielded as is.
+    """
+    if not is_url(where):
+        yield Path(where)
+        return
+    store = StoreURL.parse(where)
+    with tempfile.TemporaryDirectory(prefix="glacierstack-run-") as tmp:
+        local = Path(tmp) / store.name
+        local.mkdir()
+        if store.exists():
+            for remote in store.fs.find(store.path):
+                rel = remote[len(store.path) :].lstrip("/")
+                (local / rel).parent.mkdir(parents=True, exist_ok=True)
+                store.fs.get_file(remote, str(local / rel))
+        try:
+            yield local
+        finally:
+            for f in sorted(p for p in local.rglob("*") if p.is_file()):
+                store.fs.put_file(str(f), store.join(f.relative_to(local).as_posix()))
+
+
+def local_file(where: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None) -> Path:
+    """Return a local path holding the file at ``where`` (downloaded once for a URL).
+
+    Downloads go to ``cache`` (default: a per-user folder in the temporary directory) under a
+    name derived from the URL and the remote file's size and modification tag, so a changed
+    remote file is fetched again and an unchanged one only once per machine.
+    """
+    if not is_url(where):
+        return Path(where)
+    store = StoreURL.parse(where)
+    info = store.fs.info(store.path)
+    tag = str(info.get("ETag") or info.get("mtime") or info.get("LastModified") or "")
+    key = hashlib.sha256(f"{store.url}|{info.get('size')}|{tag}".encode()).hexdigest()[:16]
+    folder = Path(cache or Path(tempfile.gettempdir()) / f"glacierstack-cache-{os.getuid()}")
+    folder.mkdir(parents=True, exist_ok=True)
+    dst = folder / f"{key}-{store.name}"
+    if not dst.exists():
+        part = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}")
+        store.fs.get_file(store.path, str(part))
+        os.replace(part, dst)
+    return dst

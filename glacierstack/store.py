@@ -46,7 +46,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from glacierstack import storage
-from glacierstack.classes import CLASSES, NODATA_LABEL, check_class_table, class_table
+from glacierstack.classes import NODATA_LABEL, check_class_table, class_table
 from glacierstack.georef import georeference, uint8_layer_attrs
 from glacierstack.grid import Grid
 from glacierstack.runner import DaskSession, RunnerOptions, ensure_session, run_tasks
@@ -186,8 +186,8 @@ def _template(
                 labs,
                 uint8_layer_attrs(
                     "class label",
-                    [c.id for c in CLASSES],
-                    [c.name for c in CLASSES],
+                    [int(c["id"]) for c in attrs["classes"]],
+                    [str(c["name"]) for c in attrs["classes"]],
                     NODATA_LABEL,
                 ),
             ),
@@ -307,7 +307,7 @@ def write_cube(
             **dict(attrs or {}),
             "grid": grid.to_attrs(),
             "bands": bands,
-            "classes": class_table(),
+            "classes": list((attrs or {}).get("classes") or class_table()),
             "stac_items": list(build["stac_items"]),
             "software": _software(),
             "chunk_size": int(chunk_size),
@@ -442,11 +442,13 @@ def _finalise(claim: storage.Claim, bands: list[str], progress: bool) -> None:
     group["band_mean"][:] = mean
     group["band_std"][:] = std
     npix = int(np.prod(feats.shape[1:]))
+    table = group.attrs.get("classes") or class_table()
     storage.complete(  # manifest, then complete: true (only now does it read as a cube)
         claim,
         {
             "band_valid_fraction": [float(k) / npix for k in n],
-            "class_counts": {c.name: int(hist[c.id]) for c in CLASSES} | {"nodata": int(hist[255])},
+            "class_counts": {str(c["name"]): int(hist[int(c["id"])]) for c in table}
+            | {"nodata": int(hist[255])},
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     )

@@ -24,7 +24,7 @@ def demo(
     size_km: Annotated[
         float | None, typer.Option(help="Edge of the square synthetic regions in km (default 8).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (CPU preset: 12).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (CPU preset: 45).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of data, split, training.")] = None,
     device: Annotated[str | None, typer.Option(help="Torch device (default cpu).")] = None,
     html: Annotated[bool, typer.Option(help="Also write report.html.")] = True,
@@ -125,26 +125,24 @@ def finetune(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Evaluate a checkpoint on another region, fine-tune briefly, evaluate again."""
+    from cryonet.transfer import FinetuneConfig
     from cryonet.transfer import finetune as run
 
     if normalization not in ("checkpoint", "target"):
         raise typer.BadParameter(
             f"--normalization must be 'checkpoint' or 'target', got {normalization!r}"
         )
-    res = run(
-        checkpoint,
-        cube,
-        out,
+    config = FinetuneConfig(
         iterations=iterations,
         batch_size=batch_size,
         lr=lr,
         patch_size=patch_size,
         freeze_encoder=freeze_encoder,
-        normalization=normalization,
+        normalization=normalization,  # type: ignore[arg-type]
         seed=seed,
         device=device,
-        progress=progress,
     )
+    res = run(checkpoint, cube, out, config, progress=progress)
     typer.echo(
         f"mIoU {res.before.miou:.4f} -> {res.after.miou:.4f}, overall accuracy "
         f"{res.before.overall_accuracy:.4f} -> {res.after.overall_accuracy:.4f}"

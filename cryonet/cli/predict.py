@@ -8,6 +8,16 @@ from typing import Annotated
 import typer
 
 from cryonet.cli import app
+from glacierstack.runner import (
+    PROFILE_HELP,
+    SCHEDULER_HELP,
+    THREADS_HELP,
+    TORCH_THREADS_HELP,
+    runner_options,
+)
+
+TTA_HELP = "Test-time augmentation: 'all' (8 flips/rotations, ~8x the time) or codes, e.g. 0,4."
+ENSEMBLE_HELP = "Another checkpoint (same bands/classes) to average with; repeat the option."
 
 
 @app.command()
@@ -15,34 +25,47 @@ def predict(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint file (.pt) from cryonet train.")],
     cube: Annotated[Path, typer.Option(help="Zarr feature cube holding the model's bands.")],
     out: Annotated[Path, typer.Option(help="Output Zarr mosaic (resumed if unfinished).")],
-    tile_size: Annotated[int, typer.Option(help="Tile side in pixels.")] = 256,
-    overlap: Annotated[int, typer.Option(help="Overlap of consecutive tiles in pixels.")] = 64,
+    tile_size: Annotated[
+        int | None,
+        typer.Option(help="Tile side in pixels (default: the checkpoint's training patch size)."),
+    ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(help="Overlap of consecutive tiles in pixels (default: a quarter tile)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 8,
     chunk_size: Annotated[
-        int | None, typer.Option(help="Output chunk (task) side; default >= 1024, stride multiple.")
+        int | None,
+        typer.Option(
+            help="Output tile side in pixels: one Zarr chunk and one Dask task each "
+            "(default: the smallest tile-stride multiple >= 1024)"
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
     amp: Annotated[bool, typer.Option(help="Mixed-precision forward pass.")] = False,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Dask scheduler address (tcp://host:8786).")
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Start a LocalCluster with N single-threaded worker processes."),
-    ] = None,
-    torch_threads: Annotated[
-        int | None,
-        typer.Option(help="torch threads per process (1 is best on busy/shared machines)."),
-    ] = None,
+    scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
+    torch_threads: Annotated[int | None, typer.Option(help=TORCH_THREADS_HELP)] = None,
+    profile: Annotated[Path | None, typer.Option(help=PROFILE_HELP)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing mosaic.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    tta: Annotated[str | None, typer.Option(help=TTA_HELP)] = None,
+    ensemble: Annotated[list[Path] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
 ) -> None:
-    """Predict a whole cube in overlapping, Hann-blended tiles into a Zarr mosaic."""
+    """Predict a whole cube in overlapping, Hann-blended tiles into a Zarr mosaic.
+
+    The mosaic holds the class map, the class probabilities and per-pixel confidence
+    (maximum probability, normalised entropy), all calibrated by the checkpoint's temperature.
+    """
     from cryonet.infer import predict as run
 
-    if scheduler is not None and workers is not None:
-        raise typer.BadParameter("give either --scheduler or --workers, not both")
-    sched = scheduler if scheduler is not None else ("local-cluster" if workers else None)
+    runner_options(scheduler, threads, torch_threads, profile, progress)  # validate first
+    if tile_size is None or overlap is None:
+        from cryonet.areaeval import default_tiling
+
+        tile, ov = default_tiling(checkpoint)  # prediction follows training
+        tile_size = tile if tile_size is None else tile_size
+        overlap = (tile_size // 4 if tile_size != tile else ov) if overlap is None else overlap
     path = run(
         checkpoint,
         cube,
@@ -53,11 +76,14 @@ def predict(
         chunk_size=chunk_size,
         device=device,
         amp=amp,
-        scheduler=sched,
-        workers=workers,
+        scheduler=scheduler,
+        threads=threads,
         torch_threads=torch_threads,
+        profile=profile,
         overwrite=overwrite,
         progress=progress,
+        ensemble=list(ensemble or []),
+        tta=tta,
     )
     typer.echo(str(path))
 
@@ -69,7 +95,7 @@ def export(
         Path | None, typer.Option(help="Write the class map as a Cloud-Optimized GeoTIFF.")
     ] = None,
     polygons: Annotated[
-        Path | None, typer.Option(help="Write glacier/debris/lakes outlines to a GeoPackage.")
+        Path | None, typer.Option(help="Write glacier/debris/water outlines to a GeoPackage.")
     ] = None,
     min_area_km2: Annotated[float, typer.Option(help="Drop smaller polygons.")] = 0.0,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cryonet.cli import app
+from cryonet.cli.predict import ENSEMBLE_HELP, TTA_HELP
 
 _CONFIG_HELP = "Training config: a YAML file or a bundled preset ('paper', 'cpu')."
 
@@ -33,6 +34,13 @@ def train(
     ] = None,
     split_file: Annotated[
         Path | None, typer.Option(help="Reuse this split.json (e.g. from another run).")
+    ] = None,
+    split_areas: Annotated[
+        str | None,
+        typer.Option(
+            help="Spatial split from areas: a vector file with a 'split' column "
+            "(train/val/test), or TRAIN/TEST halves such as west/east (see cryonet split)."
+        ),
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     num_workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
@@ -64,8 +72,14 @@ def train(
     )
     if model is not None and encoder is None:
         cfg = replace(cfg, encoder=None)  # the model's/preset's default encoder
+    if split_areas is not None:
+        if split_file is not None:
+            raise typer.BadParameter("give either --split-file or --split-areas, not both")
+        split_file = _area_split(cube, out, split_areas, cfg.patch_size)
     result = run(cube, out, cfg, split=split_file, resume=resume, progress=progress)
-    typer.echo(f"best checkpoint: {result.best_checkpoint} (val mIoU {result.best_val_miou:.4f})")
+    miou = result.best_val_miou
+    score = "no validation patches" if miou is None else f"val mIoU {miou:.4f}"
+    typer.echo(f"best checkpoint: {result.best_checkpoint} ({score})")
 
 
 @app.command()
@@ -80,8 +94,14 @@ def evaluate(
     name: Annotated[str | None, typer.Option(help="Row name in the tables.")] = None,
     batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    tta: Annotated[str | None, typer.Option(help=TTA_HELP)] = None,
+    ensemble: Annotated[list[Path] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
 ) -> None:
-    """Evaluate a checkpoint on the test patches: paper Tables I-III and a confusion matrix."""
+    """Evaluate a checkpoint on the test patches: paper Tables I-III and a confusion matrix.
+
+    Also writes the expected calibration error before/after temperature scaling
+    (calibration.json) and a reliability diagram (reliability.png).
+    """
     from cryonet.evaluate import evaluate as run
 
     m = run(
@@ -93,6 +113,8 @@ def evaluate(
         name=name,
         batch_size=batch_size,
         device=device,
+        ensemble=list(ensemble or []),
+        tta=tta,
     )
     typer.echo(
         f"{subset}: mIoU {100 * m.miou:.2f} %, overall accuracy {100 * m.overall_accuracy:.2f} %"
@@ -111,16 +133,45 @@ def compare(
     config: Annotated[str, typer.Option(help=_CONFIG_HELP)] = "paper",
     epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated training seeds, e.g. 0,1,2 (mean ± std table)."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    baseline: Annotated[
+        bool, typer.Option(help="Add the per-pixel random-forest baseline on the same split.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train and evaluate several models on the identical split; write the comparison table."""
     from cryonet.evaluate import compare as run
     from cryonet.train import load_config
 
-    cfg = load_config(config, epochs=epochs, device=device)
-    results = run(cube, models, out, cfg, progress=progress)
+    cfg = load_config(config, epochs=epochs, device=device, threads=threads)
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError as err:
+        msg = f"not a list of integers: {seeds!r}"
+        raise typer.BadParameter(msg, param_hint="--seeds") from err
+    results = run(cube, models, out, cfg, progress=progress, seeds=seed_list, baseline=baseline)
     for name, m in results.items():
         typer.echo(
             f"{name}: mIoU {100 * m.miou:.2f} %, overall accuracy {100 * m.overall_accuracy:.2f} %"
         )
     typer.echo(f"comparison table: {out / 'comparison.md'}")
+
+
+def _area_split(cube: Path, out: Path, areas: str, patch_size: int) -> Path:
+    """Write the split of ``--split-areas`` next to the run (``split-areas.json``)."""
+    from cryonet.splitareas import split_from_areas
+
+    if Path(areas).exists():
+        spec = {"all": areas}
+    else:
+        train_area, _, test_area = areas.partition("/")
+        spec = {"train": train_area} | ({"test": test_area} if test_area else {})
+    sp = split_from_areas(cube, spec, patch_size)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "split-areas.json"
+    sp.to_json(path)
+    return path

@@ -30,6 +30,7 @@ Modules, in the order a run uses them
 ``tiling``    the tile plan (:class:`TilingOptions`, :func:`tile_starts`, :func:`chunk_plan`)
 ``sources``   model sources and the per-worker cache (:class:`CheckpointModel`,
               :class:`InMemoryModel`, :func:`load_cached`)
+``ensemble``  test-time augmentation and ensembles as one more source (:class:`EnsembleModel`)
 ``blend``     the in-memory kernel (normalise, run tiles, Hann blend; :func:`predict_array`)
 ``mosaic``    the output store (layout, done markers, completion; :func:`open_mosaic`)
 ``task``      one chunk task (read window, blend, write, mark done)
@@ -40,6 +41,7 @@ Modules, in the order a run uses them
 from __future__ import annotations
 
 from cryonet.infer.blend import PROBABILITY_SCALE, predict_array
+from cryonet.infer.ensemble import DIHEDRAL, AveragedModule, EnsembleModel, model_source
 from cryonet.infer.mosaic import open_mosaic
 from cryonet.infer.run import predict
 from cryonet.infer.sources import (
@@ -61,7 +63,10 @@ from cryonet.infer.tiling import (
 )
 
 __all__ = [
+    "DIHEDRAL",
     "PROBABILITY_SCALE",
+    "AveragedModule",
+    "EnsembleModel",
     "CheckpointModel",
     "InMemoryModel",
     "LoadedModel",
@@ -74,6 +79,7 @@ __all__ = [
     "load_cached",
     "model_fingerprint",
     "model_load_count",
+    "model_source",
     "open_mosaic",
     "predict",
     "predict_array",

@@ -42,7 +42,7 @@ def _forward(model: LoadedModel, batch: np.ndarray, device: torch.device, amp: b
                 logits = model.module(x)
         else:
             logits = model.module(x)
-        probs = torch.softmax(logits.float(), dim=1)
+        probs = torch.softmax(logits.float() / model.temperature, dim=1)
     if probs.shape[1] != model.num_classes or probs.shape[2:] != x.shape[2:]:
         raise ValueError(
             f"model returned {tuple(probs.shape)} for input {tuple(x.shape)}; expected "

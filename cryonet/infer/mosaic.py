@@ -1,9 +1,10 @@
 """The mosaic store: its Zarr layout, per-chunk done markers, completion, and reading it back.
 
 Layout: ``classes`` uint8 ``(y, x)`` (255 = no input, declared by the ``nodata`` attr and as
-``_FillValue``, so chunks never written read as nodata, not as class 0, in plain
+the Zarr fill value, so chunks never written read as nodata, not as class 0, in plain
 ``xarray.open_zarr``), ``probabilities`` uint8 ``(class, y, x)`` scaled by 254 (fill value 255 =
-not written), and the CF grid mapping of
+not written), ``confidence``/``entropy`` uint8 ``(y, x)`` scaled by 254, and the CF grid mapping
+of
 :mod:`glacierstack.georef` (a ``spatial_ref`` coordinate that plain ``xarray.open_zarr``,
 rioxarray, odc-geo and GDAL's Zarr driver read). While a run is in progress a
 ``_progress/done`` array holds one marker per output chunk; :func:`finalise_store` records the
@@ -32,7 +33,20 @@ from glacierstack.classes import NODATA_LABEL
 from glacierstack.georef import georeference, uint8_layer_attrs
 from glacierstack.grid import Grid
 
-__all__ = ["DONE", "create_store", "done_markers", "finalise_store", "open_mosaic"]
+__all__ = [
+    "CONFIDENCE_LAYERS",
+    "DONE",
+    "create_store",
+    "done_markers",
+    "finalise_store",
+    "open_mosaic",
+]
+
+CONFIDENCE_LAYERS: dict[str, str] = {
+    "confidence": "maximum class probability",
+    "entropy": "normalised entropy of the class probabilities (0 certain, 1 uniform)",
+}
+"""Per-pixel confidence layers written with every mosaic (uint8, ``/ 254``; 0 where no input)."""
 
 DONE = "_progress/done"
 """Per-chunk done markers, in a sub-group that ``xarray.open_zarr`` does not list."""
@@ -45,7 +59,7 @@ def create_store(
     chunk_size: int,
     attrs: dict[str, Any],
 ) -> None:
-    """Create the empty mosaic (metadata only) and its all-zero done markers in a claimed store."""
+    """Create the empty mosaic (metadata only) and its all-zero done markers."""
     import dask.array as da
 
     h, w = grid.shape
@@ -62,6 +76,10 @@ def create_store(
                 ("class", "y", "x"),
                 da.zeros((k, h, w), dtype=np.uint8, chunks=(k, chunk_size, chunk_size)),
             ),
+            **{
+                name: (("y", "x"), da.zeros((h, w), dtype=np.uint8, chunks=chunk_size))
+                for name in CONFIDENCE_LAYERS
+            },
         },
         coords={"class": names, **grid.coords()},
         attrs=attrs,
@@ -70,14 +88,22 @@ def create_store(
     ds["classes"].attrs.update(uint8_layer_attrs("predicted class", range(k), names, NODATA_LABEL))
     ds["probabilities"].attrs.update(
         {
-            "long_name": "blended class probability x 255",
+            "long_name": f"blended class probability x {PROBABILITY_SCALE}",
             "scale": 1.0 / PROBABILITY_SCALE,
             "units": "1",
         }
     )
+    for name, long_name in CONFIDENCE_LAYERS.items():
+        ds[name].attrs.update(
+            {
+                "long_name": f"{long_name} x {PROBABILITY_SCALE}",
+                "scale": 1.0 / PROBABILITY_SCALE,
+                "units": "1",
+            }
+        )
     fills = {"classes": NODATA_LABEL, "probabilities": PROBABILITY_FILL}
-    for v, fill in fills.items():
-        ds[v].encoding.update({"chunks": ds[v].data.chunksize, "_FillValue": fill})
+    for v in ("classes", "probabilities", *CONFIDENCE_LAYERS):
+        ds[v].encoding.update({"chunks": ds[v].data.chunksize, "_FillValue": fills.get(v)})
     url = claim.store.url
     with warnings.catch_warnings():  # the claim folder is not a Zarr node
         warnings.filterwarnings("ignore", message=".*not recognized as a component")
@@ -138,5 +164,6 @@ def open_mosaic(path: str | Path, *, chunks: Any = None) -> xr.Dataset:
     # mask_and_scale=False: classes stay uint8 (255 = nodata), probabilities uint8 (/ 254)
     ds = xr.open_zarr(store.url, decode_coords="all", mask_and_scale=False, **kw)
     if chunks is None:  # a damaged chunk fails with its store, variable and chunk named
-        ds = storage.guard_dataset(ds, store, ("classes", "probabilities"))
+        names = [v for v in ("classes", "probabilities", *CONFIDENCE_LAYERS) if v in ds]
+        ds = storage.guard_dataset(ds, store, names)
     return ds

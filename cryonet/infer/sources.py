@@ -21,7 +21,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from glacierstack import storage
 from glacierstack.classes import class_table
+from glacierstack.provenance import location_ref
 
 __all__ = [
     "CheckpointModel",
@@ -51,6 +53,9 @@ class LoadedModel:
         Class table (list of dicts with at least ``id`` and ``name``), ``K`` entries.
     meta
         Provenance to record in the mosaic (model config, epoch, checkpoint hash, ...).
+    temperature
+        Softmax temperature (logits are divided by it; from the checkpoint's
+        ``calibration``, :mod:`cryonet.calibration`).
     """
 
     module: Callable[[torch.Tensor], torch.Tensor]
@@ -59,8 +64,11 @@ class LoadedModel:
     std: np.ndarray
     classes: list[dict[str, Any]] = field(default_factory=class_table)
     meta: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be positive and finite, got {self.temperature}")
         mean = np.asarray(self.mean, dtype=np.float64).reshape(-1)
         std = np.asarray(self.std, dtype=np.float64).reshape(-1)
         n = len(self.bands)
@@ -98,11 +106,20 @@ class ModelSource(Protocol):
 
 @dataclass(frozen=True)
 class CheckpointModel:
-    """A model stored as a ``cryonet.checkpoint`` file (see ``docs/developer/contracts.md``)."""
+    """A model stored as a ``cryonet.checkpoint`` file (see ``docs/developer/contracts.md``).
 
-    path: Path
+    ``path`` is a local file or an fsspec URL (``s3://bucket/run/checkpoints/best.pt``); a URL
+    is downloaded once per machine (:func:`glacierstack.storage.local_file`) where it is loaded.
+    """
+
+    path: Path | str
 
     def __post_init__(self) -> None:
+        if storage.is_url(self.path):
+            if not storage.output_exists(self.path):
+                raise FileNotFoundError(f"checkpoint {self.path} does not exist")
+            object.__setattr__(self, "path", str(self.path))
+            return
         p = Path(self.path).expanduser().resolve()
         if not p.is_file():
             raise FileNotFoundError(f"checkpoint {p} does not exist")
@@ -111,22 +128,30 @@ class CheckpointModel:
     @property
     def cache_key(self) -> str:
         """Path, size and modification time: a rewritten checkpoint is reloaded."""
+        if isinstance(self.path, str):
+            url = storage.StoreURL.parse(self.path)
+            info = url.fs.info(url.path)
+            return f"ckpt:{self.path}:{info.get('size')}:{info.get('ETag') or info.get('mtime')}"
         st = self.path.stat()
         return f"ckpt:{self.path}:{st.st_size}:{st.st_mtime_ns}"
+
+    def _local(self) -> Path:
+        return storage.local_file(self.path)
 
     def sha256(self) -> str:
         """SHA-256 of the checkpoint file (recorded in the mosaic's provenance)."""
         h = hashlib.sha256()
-        with self.path.open("rb") as f:
+        with self._local().open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         return h.hexdigest()
 
     def load(self, device: torch.device) -> LoadedModel:
         """Load with ``cryonet.checkpoint.load_model`` (``weights_only=True``)."""
+        from cryonet.calibration import checkpoint_temperature
         from cryonet.checkpoint import load_model
 
-        module, meta = load_model(self.path, map_location=device)
+        module, meta = load_model(self._local(), map_location=device)
         return LoadedModel(
             module=module,
             bands=tuple(meta["bands"]),
@@ -134,11 +159,13 @@ class CheckpointModel:
             std=np.asarray(meta["std"]),
             classes=list(meta.get("classes") or class_table()),
             meta={
-                "checkpoint": str(self.path),
+                "checkpoint": location_ref(self.path),
                 "model": meta.get("model"),
                 "epoch": meta.get("epoch"),
                 "software": meta.get("software"),
+                "calibration": meta.get("calibration"),
             },
+            temperature=checkpoint_temperature(meta),
         )
 
 
@@ -166,6 +193,8 @@ def model_fingerprint(model: LoadedModel) -> str | None:
     h.update(np.ascontiguousarray(model.mean, dtype=np.float64).tobytes())
     h.update(np.ascontiguousarray(model.std, dtype=np.float64).tobytes())
     h.update(json.dumps(model.classes, sort_keys=True, default=str).encode())
+    if model.temperature != 1.0:  # (so fingerprints of uncalibrated models stay as they were)
+        h.update(f"temperature:{model.temperature!r}".encode())
     return h.hexdigest()
 
 
@@ -212,6 +241,7 @@ class InMemoryModel:
             self.model.std,
             self.model.classes,
             self.model.meta,
+            self.model.temperature,
         )
 
 

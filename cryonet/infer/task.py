@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import torch
 import zarr
 
+from cryonet.calibration import confidence_layers
 from cryonet.infer.blend import blend_window, finish, normalise, quantise
-from cryonet.infer.mosaic import DONE
+from cryonet.infer.mosaic import CONFIDENCE_LAYERS, DONE
 from cryonet.infer.sources import ModelSource, load_cached
 from cryonet.infer.tiling import TilingOptions, input_window
 from glacierstack import storage
@@ -66,6 +67,8 @@ def run_chunk(source: ModelSource, job: ChunkJob, iy: int, ix: int) -> int:
     storage.check_owner(job.out, job.run_id)  # a store taken over by another run is left alone
     _array(job.out, "classes", "r+")[target] = classes
     _array(job.out, "probabilities", "r+")[(slice(None), *target)] = quantise(probs)
+    for name, layer in zip(CONFIDENCE_LAYERS, confidence_layers(probs), strict=True):
+        _array(job.out, name, "r+")[target] = quantise(layer)
     storage.check_owner(job.out, job.run_id)  # ... and its chunk is never marked done by us
     _array(job.out, DONE, "r+")[iy, ix] = 1  # marker last: a killed task leaves it unset
     return counter[0]

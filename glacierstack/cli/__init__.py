@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from glacierstack.cli._common import STORAGE_OPTION_HELP, use_storage_options
 from glacierstack.cli._errors import DEBUG_HELP, ErrorReportingGroup
 
 app = typer.Typer(
@@ -23,8 +24,17 @@ app = typer.Typer(
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--storage-option",
+            metavar="[PROTOCOL:]KEY=VALUE",
+            help=STORAGE_OPTION_HELP,
+        ),
+    ] = None,
 ) -> None:
     """Build multi-modal glacier feature cubes from STAC catalogs (synthetic or real)."""
+    use_storage_options(storage_option)
 
 
 def _register() -> None:

@@ -14,3 +14,23 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
     if len(vals) != 4:
         raise typer.BadParameter(f"bbox {text!r} must have 4 numbers, got {len(vals)}")
     return vals  # type: ignore[return-value]
+
+
+STORAGE_OPTION_HELP = (
+    "fsspec storage option for object-store URLs (s3://, gs://, az://), repeatable, before the "
+    "command: e.g. endpoint_url=http://minio:9000, profile=myaws, anon=true, "
+    "client_kwargs.region_name=eu-west-1; prefix a protocol (gs:token=...) to limit it to one. "
+    "Also sent to every Dask worker."
+)
+
+
+def use_storage_options(items: list[str] | None) -> None:
+    """Apply ``--storage-option`` values (see :func:`glacierstack.storage.configure`)."""
+    if not items:
+        return
+    from glacierstack.storage import configure, parse_storage_options
+
+    try:
+        configure(parse_storage_options(items))
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--storage-option") from e

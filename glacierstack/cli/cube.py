@@ -60,9 +60,18 @@ def cube(
     debris_outlines: Annotated[
         Path | None, typer.Option(help="Debris-cover outlines (any vector format and CRS)")
     ] = None,
+    scheme: Annotated[
+        str,
+        typer.Option(
+            help="Class scheme: cryonet5 (5 classes, water/vegetation rules), glacier "
+            "(glacier/background), ice-debris, or a YAML file"
+        ),
+    ] = "cryonet5",
     water_ndwi: Annotated[float, typer.Option(help="Water where NDWI > this")] = 0.17,
     vegetation_ndvi: Annotated[float, typer.Option(help="Vegetation where NDVI > this")] = 0.3,
-    chunk_size: Annotated[int, typer.Option(help="Zarr tile size in pixels")] = 512,
+    chunk_size: Annotated[
+        int, typer.Option(help="Output tile side in pixels: one Zarr chunk and one Dask task each")
+    ] = 512,
     scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
     threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
     profile: Annotated[Path | None, typer.Option(help=PROFILE_HELP)] = None,
@@ -98,6 +107,7 @@ def cube(
         glacier_outlines=glacier_outlines,
         debris_outlines=debris_outlines,
         label_rules=rules,
+        scheme=scheme,
         chunk_size=chunk_size,
         overwrite=overwrite,
         progress=progress,

@@ -430,7 +430,7 @@ def _item_specs(
             encoding=S2_ENCODING,
             eo_band={
                 "name": b.name,
-                "common_name": b.asset,
+                "common_name": b.common_name,
                 "center_wavelength": b.center_wavelength,
                 "full_width_half_max": b.full_width_half_max,
             },

@@ -29,6 +29,13 @@ class S2Band:
     full_width_half_max: float
     """Bandwidth (µm)."""
 
+    @property
+    def common_name(self) -> str:
+        """The eo v1.1.0 ``common_name`` (B05..B07 are all ``rededge``; keys keep 1..3)."""
+        from glacierstack.stac_fields import eo_common_name
+
+        return eo_common_name(self.asset)
+
 
 S2_BANDS: tuple[S2Band, ...] = (
     S2Band("B01", "coastal", 60, 0.443, 0.027),

@@ -11,12 +11,8 @@ import pystac
 from pyproj import CRS
 
 from glacierstack.grid import Grid
+from glacierstack.stac_fields import EO_EXT, PROJ_EXT, RASTER_EXT, SAR_EXT, raster_data_type
 from glacierstack.synthetic.sensors import Encoding
-
-PROJ_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-RASTER_EXT = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
-EO_EXT = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
-SAR_EXT = "https://stac-extensions.github.io/sar/v1.0.0/schema.json"
 
 COLLECTIONS: dict[str, str] = {
     "sentinel-2-l2a": "Synthetic Sentinel-2 L2A surface reflectance (Earth Search layout)",
@@ -65,7 +61,6 @@ def _proj(grid: Grid) -> dict[str, Any]:
     epsg = CRS.from_user_input(grid.crs).to_epsg()
     return {
         "proj:code": f"EPSG:{epsg}",
-        "proj:epsg": epsg,
         "proj:shape": list(grid.shape),
         "proj:transform": list(grid.transform)[:6],
         "proj:bbox": list(grid.bounds),
@@ -73,7 +68,10 @@ def _proj(grid: Grid) -> dict[str, Any]:
 
 
 def _raster_band(enc: Encoding, grid: Grid) -> dict[str, Any]:
-    band: dict[str, Any] = {"data_type": enc.dtype, "spatial_resolution": grid.resolution}
+    band: dict[str, Any] = {
+        "data_type": raster_data_type(enc.dtype),
+        "spatial_resolution": grid.resolution,
+    }
     if enc.nodata is not None:
         band["nodata"] = enc.nodata
     if enc.scale != 1.0 or enc.offset != 0.0:
@@ -95,7 +93,7 @@ def build_item(spec: ItemSpec) -> pystac.Item:
     foot = spec.footprint or next(a.grid for a in spec.assets if a.grid is not None)
     geom, bbox = _geometry(foot)
     props = dict(spec.properties)
-    props.update({k: v for k, v in _proj(foot).items() if k in ("proj:code", "proj:epsg")})
+    props.update({k: v for k, v in _proj(foot).items() if k == "proj:code"})
     item = pystac.Item(
         id=spec.id,
         geometry=geom,

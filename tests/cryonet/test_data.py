@@ -194,6 +194,9 @@ def test_errors_name_the_problem(cube, tmp_path):
     with pytest.raises(ValueError, match="larger than the cube"):
         make_split(src, SplitConfig(patch_size=512))
     with pytest.raises(ValueError, match="test_fraction"):
-        make_split(src, SplitConfig(test_fraction=0.0))
+        make_split(src, SplitConfig(test_fraction=1.0))
+    # test_fraction 0 is accepted: no test patches (e.g. a separate test area scored later)
+    no_test = make_split(src, SplitConfig(patch_size=16, test_fraction=0.0, val_fraction=0.2))
+    assert len(no_test.test) == 0 and len(no_test.train) > 0 and len(no_test.val) > 0
     with pytest.raises(FileNotFoundError):
         CubeSource(tmp_path / "missing.zarr")

@@ -130,8 +130,18 @@ def test_report_has_every_section(demo):
         "## Outlines",
         "## Permutation channel importance",
         "## Transfer to Mont Blanc",
+        "## Calibrated confidence",
+        "## Glacier area change 2018 -> 2028",
     ):
         assert heading in text
+    assert "report_files/confidence_map.png" in text and "evaluate/reliability.png" in text
+    areas = pd.read_csv(demo.out / "areas" / "areas.csv", index_col=0)
+    ref = pd.read_csv(demo.out / "areas" / "reference_areas.csv", index_col=0)
+    assert (
+        len(areas) == len(ref) > 0 and (areas["area_low_km2_2018"] <= areas["area_km2_2018"]).all()
+    )
+    # the synthetic glaciers retreat: the reference (truth) area shrinks
+    assert ref["change_km2"].sum() < 0
     for link in ("report_files/class_map.png", "importance/importance.png"):
         assert f"]({link})" in text and (demo.out / link).exists()
     assert "evaluate/confusion_matrix.png" in text

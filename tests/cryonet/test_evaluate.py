@@ -55,6 +55,25 @@ def run(cmp):
     return cmp[0] / "segformer-tiny"
 
 
+def test_evaluate_ensemble_tta_and_calibration_report(cube, run, tmp_path):
+    ckpt_path = run / "checkpoints" / "best.pt"
+    one = evaluate(ckpt_path, cube, run, device="cpu")
+    # an ensemble of the same checkpoint twice is the checkpoint
+    two = evaluate(ckpt_path, cube, run, device="cpu", ensemble=[ckpt_path])
+    np.testing.assert_array_equal(two.confusion, one.confusion)
+    tta = evaluate(ckpt_path, cube, run, device="cpu", tta="all", out=tmp_path / "tta")
+    assert tta.total_pixels == one.total_pixels
+    # ECE before / after the checkpoint's temperature, and a reliability diagram
+    evaluate(ckpt_path, cube, run, device="cpu", out=tmp_path / "ev")
+    cal = json.loads((tmp_path / "ev" / "calibration.json").read_text())
+    stored = torch.load(ckpt_path, weights_only=True)["calibration"]["temperature"]
+    assert cal["temperature"] == pytest.approx(stored)
+    assert 0 <= cal["ece_calibrated"] <= 1 and cal["pixels"] == one.total_pixels
+    assert (tmp_path / "ev" / "reliability.png").stat().st_size > 1000
+    cal_tta = json.loads((tmp_path / "tta" / "calibration.json").read_text())
+    assert cal_tta["temperature"] == 1.0  # members are calibrated inside the average
+
+
 def test_evaluate_matches_an_independent_computation(cube, run, tmp_path):
     ckpt_path = run / "checkpoints" / "best.pt"
     m = evaluate(ckpt_path, cube, run, out=tmp_path / "ev", device="cpu")
@@ -106,9 +125,9 @@ def test_evaluate_cli(cube, run, tmp_path):
     assert "| Model |" in (tmp_path / "table_I_iou.md").read_text()
 
 
-def test_evaluate_refuses_other_bands(run, tmp_path):
-    other = write_toy_cube(tmp_path / "four.zarr", (160, 160), 4, chunks=64)
-    with pytest.raises(ValueError, match="band"):
+def test_evaluate_refuses_a_cube_lacking_a_band(run, tmp_path):
+    other = write_toy_cube(tmp_path / "two.zarr", (160, 160), 2, chunks=64)
+    with pytest.raises(ValueError, match=r"two.zarr lacks bands \['band2'\]"):
         evaluate(run / "checkpoints" / "best.pt", other, run / "split.json", device="cpu")
 
 
@@ -175,3 +194,30 @@ def test_overlapping_test_windows_count_each_pixel_once(cube, run):
     assert once.total_pixels == labelled.sum()
     per_window = sum(int((src.read_labels(y, x, 32) != 255).sum()) for y, x in test)
     assert twice.total_pixels == per_window > once.total_pixels
+
+
+def test_one_band_rule_reordered_cube_gives_the_same_results(cube, run, tmp_path):
+    """predict, evaluate, importance and finetune take the checkpoint's bands by name."""
+    from cryonet.importance import importance_from_checkpoint
+    from cryonet.infer import open_mosaic, predict
+    from cryonet.transfer import FinetuneConfig, finetune
+
+    shuffled = write_toy_cube(tmp_path / "shuffled.zarr", (160, 160), 3, chunks=64,
+                              band_order=[2, 0, 1])  # fmt: skip
+    assert list(open_cube(shuffled)["band"].values) == ["band2", "band0", "band1"]
+    ckpt = run / "checkpoints" / "best.pt"
+    a, b = (evaluate(ckpt, c, run, device="cpu") for c in (cube, shuffled))
+    assert np.array_equal(a.confusion, b.confusion) and a.total_pixels > 0
+    kw = dict(split=run, repeats=1, device="cpu", progress=False)
+    ia, ib = (importance_from_checkpoint(ckpt, c, **kw) for c in (cube, shuffled))
+    assert ia.baseline == ib.baseline and ia.bands == ib.bands == ("band0", "band1", "band2")
+    fa, fb = (
+        finetune(ckpt, c, tmp_path / f"ft{i}", FinetuneConfig(0, patch_size=32), progress=False)
+        for i, c in enumerate((cube, shuffled))
+    )
+    assert np.array_equal(fa.before.confusion, fb.before.confusion)
+    pkw = dict(tile_size=32, overlap=8, device="cpu", progress=False)
+    pa, pb = (
+        predict(ckpt, c, tmp_path / f"m{i}.zarr", **pkw) for i, c in enumerate((cube, shuffled))
+    )
+    assert np.array_equal(open_mosaic(pa)["classes"].values, open_mosaic(pb)["classes"].values)

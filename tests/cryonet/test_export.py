@@ -89,7 +89,7 @@ def test_polygon_areas_match_pixel_counts(mosaic, tmp_path: Path) -> None:
     gpkg = export_polygons(out, tmp_path / "outlines.gpkg")
     probs = np.asarray(zarr.open_group(out)["probabilities"][:]) / PROBABILITY_SCALE
     pix_km2 = RES * RES / 1e6
-    for layer, ids in {"glacier": [1, 2], "debris": [2], "lakes": [3]}.items():
+    for layer, ids in {"glacier": [1, 2], "debris": [2], "water": [3]}.items():
         gdf = gpd.read_file(gpkg, layer=layer)
         assert gdf.crs.to_epsg() == 32632
         mask = np.isin(m, ids)
@@ -106,6 +106,7 @@ def test_polygon_areas_match_pixel_counts(mosaic, tmp_path: Path) -> None:
             assert k > 0
             np.testing.assert_allclose(row["area_km2"], (comp == k).sum() * pix_km2, rtol=1e-9)
             np.testing.assert_allclose(row["mean_confidence"], conf[comp == k].mean(), rtol=1e-6)
+            np.testing.assert_allclose(row["min_confidence"], conf[comp == k].min(), rtol=1e-6)
     glacier = gpd.read_file(gpkg, layer="glacier")
     assert len(glacier) == 2 and max(len(g.interiors) for g in glacier.geometry) == 1
     assert 0.5 < glacier["mean_confidence"].min() < 1.0
@@ -114,4 +115,4 @@ def test_polygon_areas_match_pixel_counts(mosaic, tmp_path: Path) -> None:
 def test_min_area_filter(mosaic, tmp_path: Path) -> None:
     out, m, _ = mosaic
     gpkg = export_polygons(out, tmp_path / "o.gpkg", min_area_km2=5 * RES * RES / 1e6)
-    assert len(gpd.read_file(gpkg, layer="lakes")) == 1  # the 2x2 lake is dropped
+    assert len(gpd.read_file(gpkg, layer="water")) == 1  # the 2x2 lake is dropped

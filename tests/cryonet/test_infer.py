@@ -202,7 +202,7 @@ def test_matches_naive_reference_and_is_chunk_invariant(tmp_path: Path) -> None:
         chunk_size=32,
         device="cpu",
         scheduler="threads",
-        workers=2,
+        threads=2,
         progress=False,
     )
     c1, p1, _ = read(one)
@@ -439,13 +439,13 @@ def test_local_cluster_loads_model_once_per_worker(tmp_path: Path) -> None:
 
 def test_unknown_scheduler_is_rejected(tmp_path: Path) -> None:
     cube = make_cube(tmp_path / "cube.zarr", 20, 20)
-    with pytest.raises(ValueError, match="processes"):
+    with pytest.raises(ValueError, match="'local-cluster' is not threads, processes"):
         predict(
             InMemoryModel(loaded(SmallConv())),
             cube,
             tmp_path / "m.zarr",
             device="cpu",
-            scheduler="processes",
+            scheduler="local-cluster",  # the old vocabulary: refused, not dialled
             progress=False,
         )
     assert not (tmp_path / "m.zarr").exists()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,19 @@ class Tiny(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class TinyAux(Tiny):
+    """Tiny with one auxiliary head (deep supervision): unused heads would break DDP."""
+
+    def __init__(self, c: int, k: int) -> None:
+        super().__init__(c, k)
+        self.deep_supervision = True
+        self.aux = nn.Conv2d(8, k, 1)
+
+    def forward_aux(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = self.net[:4](x)
+        return [self.aux(h), self.net[4](h)]
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +134,19 @@ def test_bundled_configs_and_overrides(tmp_path):
     assert (paper.lr, paper.weight_decay, paper.batch_size, paper.epochs) == (3e-4, 1e-4, 16, 100)
     assert (paper.patch_size, paper.test_fraction, paper.model) == (256, 0.2, "cryonet")
     assert paper.class_weighting == "inverse" and paper.encoder == "resnet101"
+    # the dataclass defaults are the paper's recipe: paper.yaml differs only where written out
+    # (the encoder, which is cryonet's default anyway) or machine-dependent (loader workers)
+    defaults = TrainConfig()
+    differ = {
+        f.name for f in fields(TrainConfig) if getattr(paper, f.name) != getattr(defaults, f.name)
+    }
+    assert differ == {"encoder", "num_workers"}
+    from cryonet.models.registry import resolve_config
+
+    assert resolve_config(defaults.model, 3, 5, encoder=defaults.encoder)["encoder"] == "resnet101"
     cpu = load_config("cpu", epochs=2)
-    assert cpu.epochs == 2 and cpu.device == "cpu"
-    assert TrainConfig() == load_config(None)
+    assert cpu.epochs == 2 and cpu.device == "cpu" and cpu.model == "cryonet-tiny"
+    assert load_config("cpu").epochs == 45  # what docs/demo.md and `cryonet demo --help` say
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: 0.1\nlearning_rate: 3\n")
     with pytest.raises(ValueError, match="learning_rate"):
@@ -130,14 +155,53 @@ def test_bundled_configs_and_overrides(tmp_path):
         load_config("nosuchpreset")
 
 
+def test_preset_keeps_its_encoder():
+    """TrainConfig(model='cryonet-tiny') is the preset's ResNet-18, not the paper's ResNet-101."""
+    from cryonet.train import build_model
+
+    model = build_model(TrainConfig(model="cryonet-tiny"), 3, 5)
+    assert model.config["encoder"] == "resnet18"
+    assert sum(p.numel() for p in model.parameters()) < 15e6  # ResNet-101 CryoNet: 47.7 M
+
+
+def test_no_validation_patches_reports_no_miou(cube, tmp_path):
+    res = train(cube, tmp_path / "nv", _cfg(epochs=2, val_fraction=0.0), model_factory=Tiny,
+                progress=False)  # fmt: skip
+    assert res.best_val_miou is None
+    summary = json.loads((res.run_dir / "metrics.json").read_text())["summary"]
+    assert summary["best_val_miou"] is None
+    best = torch.load(res.best_checkpoint, weights_only=True)
+    assert best["epoch"] == 2  # the last epoch is kept as "best"
+
+
+def test_deep_supervision_loss_averages_every_head():
+    from cryonet.engine import Trainer
+    from cryonet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("cryonet-tiny", 3, 5, deep_supervision=True)
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 5, (2, 32, 32))
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    with torch.no_grad():
+        outs = model.forward_aux(x)
+        expected = sum(float(loss_fn(o, y)) for o in outs) / len(outs)
+    assert len(outs) == 4
+    trainer = Trainer(model, loss_fn, torch.device("cpu"), lr=1e-2)
+    heads = [h.weight.detach().clone() for h in model.aux_heads]
+    assert trainer.step(x, y) == pytest.approx(expected, rel=1e-5)
+    for before, head in zip(heads, model.aux_heads, strict=True):
+        assert not torch.equal(before, head.weight)  # every auxiliary head was trained
+
+
 _DDP_SCRIPT = """
 import sys, torch, torch.distributed as dist
 sys.path.insert(0, {testdir!r})
-from test_train import Tiny, _cfg
+from test_train import TinyAux, _cfg
 from cryonet.train import train
 models = []
 def factory(c, k):
-    models.append(Tiny(c, k))
+    models.append(TinyAux(c, k))
     return models[-1]
 cfg = _cfg(epochs=2, batch_size=2, checkpoint_every_steps=2)
 res = train({cube!r}, {out!r}, cfg, model_factory=factory, progress=False)
@@ -165,6 +229,8 @@ def test_ddp_two_cpu_processes_gloo(cube, tmp_path):
     assert r0.keys() == r1.keys()
     for k in r0:  # DDP keeps the replicas' parameters identical (BN buffers stay per rank)
         assert torch.equal(r0[k], r1[k]), k
+    # the auxiliary head took part (DDP raises on parameters that get no gradient)
+    assert "aux.weight" in r0
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 2 and (out / "checkpoints/best.pt").is_file()
 

@@ -90,10 +90,8 @@ def _manual_metrics(ckpt, cube, windows, patch):
 
 def test_finetune_before_after_against_manual_evaluation(cubes, tmp_path):
     _, _, target, ckpt = cubes
-    res = finetune(
-        ckpt, target, tmp_path, iterations=25, patch_size=PATCH, lr=3e-3, batch_size=8,
-        progress=False,
-    )  # fmt: skip
+    cfg = FinetuneConfig(iterations=25, patch_size=PATCH, lr=3e-3, batch_size=8)
+    res = finetune(ckpt, target, tmp_path, cfg, progress=False)
     split = PatchSplit.from_json(tmp_path / "split.json")
     test_windows = split.subset("test")
     assert res.n_test == len(test_windows) >= 2 and res.n_train == len(split.subset("train"))
@@ -128,26 +126,27 @@ def test_finetune_before_after_against_manual_evaluation(cubes, tmp_path):
 
 def test_finetune_zero_iterations_and_target_normalisation(cubes, tmp_path):
     _, _, target, ckpt = cubes
-    res = finetune(
-        ckpt, target, tmp_path, iterations=0, patch_size=PATCH, normalization="target",
-        progress=False,
-    )  # fmt: skip
+    cfg = FinetuneConfig(iterations=0, patch_size=PATCH, normalization="target")
+    res = finetune(ckpt, target, tmp_path, cfg, progress=False)
     assert res.checkpoint is None and res.losses == ()
-    assert res.after is res.before
-    tab = transfer_table(res.before, res.after)
-    np.testing.assert_allclose(tab["Δ IoU"].dropna(), 0.0)
-    assert list(tab.index[:5]) == ["background", "clean_ice", "debris", "water", "vegetation"]
+    assert res.after is res.before  # nothing trained: the same evaluation is reported twice
+    assert not (tmp_path / "finetuned.pt").exists()
     # target normalisation differs from checkpoint normalisation -> (generally) other metrics
-    res_ck = finetune(ckpt, target, tmp_path / "ck", iterations=0, patch_size=PATCH, progress=False)
+    cfg = FinetuneConfig(iterations=0, patch_size=PATCH)
+    res_ck = finetune(ckpt, target, tmp_path / "ck", cfg, progress=False)
     assert not np.allclose(res.before.confusion, res_ck.before.confusion)
+    # the before/after table of two different evaluations: rows in class-id order, Δ per class
+    tab = transfer_table(res_ck.before, res.before)
+    assert list(tab.index[:5]) == ["background", "clean_ice", "debris", "water", "vegetation"]
+    delta = np.asarray(res.before.iou) - np.asarray(res_ck.before.iou)
+    np.testing.assert_allclose(tab["Δ IoU"].to_numpy()[:5], delta, equal_nan=True)
+    assert np.nanmax(np.abs(delta)) > 0
 
 
 def test_finetune_freeze_encoder_keeps_encoder(cubes, tmp_path):
     _, _, target, ckpt = cubes
-    res = finetune(
-        ckpt, target, tmp_path, iterations=3, patch_size=PATCH, freeze_encoder=True,
-        progress=False,
-    )  # fmt: skip
+    cfg = FinetuneConfig(iterations=3, patch_size=PATCH, freeze_encoder=True)
+    res = finetune(ckpt, target, tmp_path, cfg, progress=False)
     m0, _ = load_model(ckpt)
     m1, _ = load_model(res.checkpoint)
     for (k, a), b in zip(
@@ -163,6 +162,6 @@ def test_finetune_rejects_other_bands(cubes, tmp_path):
     d, _, _, ckpt = cubes
     other = _write_tiny_cube(d / "other.zarr", seed=3, bands=["B08", "NDWI", "lst", "slope"])
     with pytest.raises(ValueError, match="coherence"):
-        finetune(ckpt, other, tmp_path, iterations=1, patch_size=PATCH, progress=False)
+        finetune(ckpt, other, tmp_path, FinetuneConfig(iterations=1, patch_size=PATCH))
     with pytest.raises(ValueError, match="iterations"):
         FinetuneConfig(iterations=-1)

@@ -41,11 +41,11 @@ def _etm6(tmp_path: Path, **kw) -> Path:
 
 
 def _asset(cat: Path) -> dict:
-    item = json.loads(next(cat.parent.glob("*/*.json")).read_text())
+    item = json.loads(next(cat.parent.glob("*/*/*.json")).read_text())
     return item
 
 
-def test_multiband_declared_encoding_wins_and_bands_read_right(tmp_path):
+def test_multiband_declared_encoding_wins_and_bands_read_right(tmp_path, stac_errors):
     # the file declares scale 0.004 and offset 0: the sensor's C2 L2 encoding must not apply
     f = _etm6(tmp_path, scales=(0.004,) * 6, offsets=(0.0,) * 6)
     cat = stac_from_files(
@@ -54,6 +54,7 @@ def test_multiband_declared_encoding_wins_and_bands_read_right(tmp_path):
         encoding=EncodingOptions(sensor="landsat-etm-c2l2"),
     )  # fmt: skip
     item = _asset(cat)
+    assert stac_errors(cat.parent) == {}  # core + declared extension versions (eo, raster)
     assert item["collection"] == "optical"
     assert sorted(item["assets"]) == ["blue", "green", "nir", "red", "swir16", "swir22"]
     rb = item["assets"]["red"]["raster:bands"][0]

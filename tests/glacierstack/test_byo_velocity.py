@@ -47,7 +47,8 @@ def test_catalog_items_match_rasterio(itslive_catalog, crops):
     for key, path in zip(("vx", "vy"), crops, strict=True):
         a = written["assets"][key]
         with rasterio.open(path) as ds:
-            assert a["proj:epsg"] == 3413 == ds.crs.to_epsg() and a["proj:code"] == "EPSG:3413"
+            assert "proj:epsg" not in a  # not in projection v2.0.0
+            assert ds.crs.to_epsg() == 3413 and a["proj:code"] == "EPSG:3413"
             assert a["proj:shape"] == [ds.height, ds.width]
             assert a["proj:transform"] == list(ds.transform)[:6]
             assert a["raster:bands"][0]["nodata"] == ds.nodata == -32767
@@ -132,7 +133,8 @@ def test_cli_stac_from_files_and_search(tmp_path, crops):
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert (out / "catalog.json").is_file()
-    item = json.loads((out / "crop_ALA_G0120_0000" / "crop_ALA_G0120_0000.json").read_text())
+    item_dir = out / "its-live-velocity" / "crop_ALA_G0120_0000"  # catalog/collection/item
+    item = json.loads((item_dir / "crop_ALA_G0120_0000.json").read_text())
     assert item["assets"]["vx"]["href"] == "./crop_ALA_G0120_0000_vx.tif"  # copied, relative
     res = runner.invoke(
         app,
@@ -152,3 +154,23 @@ def test_cli_stac_from_files_and_search(tmp_path, crops):
         app, ["search", "--catalog", str(out), "--bbox", "10,45,11,46", "--modality", "velocity"]
     )
     assert res.exit_code == 1 and "its-live-velocity" in res.output
+
+
+def test_stac_from_files_validates_including_complex_rasters(tmp_path, stac_errors):
+    """Items of stac-from-files (float and complex64 files) validate; data_type is cfloat32."""
+    from rasterio.transform import from_origin
+
+    files = []
+    for name, dtype in (("s1_20180101_vv", "complex64"), ("s1_20180101_dem", "float32")):
+        path = tmp_path / f"{name}.tif"
+        data = np.ones((1, 8, 8), dtype=dtype)
+        profile = dict(driver="GTiff", width=8, height=8, count=1, dtype=dtype, crs="EPSG:32645",
+                       transform=from_origin(500000, 3100080, 10, 10))  # fmt: skip
+        with rasterio.open(path, "w", **profile) as ds:
+            ds.write(data)
+        files.append(path)
+    cat = stac_from_files(files, tmp_path / "cat", collection="sentinel-1-slc",
+                          datetime="2018-01-01", copy=True)  # fmt: skip
+    assert stac_errors(cat.parent) == {}
+    (item,) = pystac.read_file(str(cat)).get_items(recursive=True)
+    assert item.assets["vv"].extra_fields["raster:bands"][0]["data_type"] == "cfloat32"
