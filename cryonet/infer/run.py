@@ -25,7 +25,7 @@ from glacierstack.grid import Grid
 from glacierstack.provenance import location_ref
 from glacierstack.runner import DaskSession, RunnerOptions, dask_session, parse_scheduler
 
-__all__ = ["predict"]
+__all__ = ["check_sizes", "predict"]
 
 
 def predict(
@@ -102,7 +102,7 @@ def predict(
     from cryonet.infer.ensemble import model_source
 
     tiling = TilingOptions(tile_size, overlap, batch_size, device, amp)
-    _check_sizes(chunk_size=chunk_size, threads=threads, torch_threads=torch_threads)
+    check_sizes(chunk_size=chunk_size, threads=threads, torch_threads=torch_threads)
     runner = _runner(scheduler, threads, torch_threads, profile, progress)
     cube = Path(cube).expanduser().resolve()
     inputs = [str(cube)] + [
@@ -122,7 +122,7 @@ def predict(
         )  # fmt: skip
 
 
-def _check_sizes(**sizes: int | None) -> None:
+def check_sizes(**sizes: int | None) -> None:
     """Refuse sizes that cannot work, before anything is read or created (no silent defaults)."""
     for name, value in sizes.items():
         if value is not None and value < 1:

@@ -104,9 +104,10 @@ def test_predict_and_export_from_checkpoint(tmp_path: Path) -> None:
         LoadedModel(AveragedModule([model, model], [1.0, 2.0], (0, 4)), tuple(BANDS), mean, std),
         TilingOptions(64, 16, device="cpu"),
     )
-    got2 = np.asarray(zarr.open_group(out2)["probabilities"][:]) / 255.0
-    assert np.abs(got2 - ref2).max() <= 0.5 / 255 + 1e-4
-    assert np.abs(got2 - got).max() > 2 / 255  # TTA + temperature changed the probabilities
+    got2 = np.asarray(zarr.open_group(out2)["probabilities"][:]) / PROBABILITY_SCALE
+    assert np.abs(got2 - ref2).max() <= 0.5 / PROBABILITY_SCALE + 1e-4
+    # TTA + temperature changed the probabilities
+    assert np.abs(got2 - got).max() > 2 / PROBABILITY_SCALE
 
 
 @pytest.mark.distributed

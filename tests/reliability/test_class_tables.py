@@ -10,7 +10,7 @@ from cryonet.data import CubeSource, SplitConfig, make_split
 from cryonet.evaluate import evaluate
 from cryonet.importance import importance_from_checkpoint
 from cryonet.models import create_model
-from cryonet.transfer import finetune
+from cryonet.transfer import FinetuneConfig, finetune
 from glacierstack.classes import check_same_classes, class_table
 
 from .conftest import BANDS, make_cube
@@ -59,7 +59,8 @@ def test_importance_and_finetune_refuse_other_class_table(cube_and_split):
     with pytest.raises(ValueError, match="class tables differ"):
         importance_from_checkpoint(ck, cube, tmp / "imp", split=split, progress=False)
     with pytest.raises(ValueError, match="class tables differ"):
-        finetune(ck, cube, tmp / "ft", iterations=1, patch_size=32, progress=False)
+        finetune(ck, cube, tmp / "ft", config=FinetuneConfig(iterations=1, patch_size=32),
+                 progress=False)  # fmt: skip
     assert not (tmp / "ft").exists() and not (tmp / "imp").exists()
 
 
