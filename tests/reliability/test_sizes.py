@@ -19,7 +19,8 @@ from .conftest import make_cube
 
 def _err(app, args) -> str:
     res = CliRunner().invoke(app, args)
-    assert res.exit_code != 0 and "Traceback" not in res.output, res.output
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert res.output.startswith("error: "), res.output  # ours, not a usage error
     return res.output
 
 
@@ -39,7 +40,7 @@ def test_cube_sizes_refused_up_front(tmp_path, option, value, needle):
 
 @pytest.mark.parametrize(
     ("option", "value", "needle"),
-    [("--chunk-size", "0", "chunk_size"), ("--workers", "0", "workers"),
+    [("--chunk-size", "0", "chunk_size"), ("--threads", "0", "threads"),
      ("--torch-threads", "-1", "torch_threads"), ("--batch-size", "0", "batch_size"),
      ("--tile-size", "0", "tile_size")],
 )  # fmt: skip
