@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["00-summary", "glcm", "synth", "cube", "loader", "models", "infer", "demo"]
+ORDER = ["00-summary", "glcm", "synth", "cube", "loader", "models", "infer", "scaling", "demo"]
 
 
 def main() -> None:

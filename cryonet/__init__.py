@@ -19,12 +19,11 @@ command line             Python
 (models, checkpoints)    :func:`create_model`, :func:`load_checkpoint`, :func:`load_model`
 =======================  ===================================================================
 
-``cryonet.train``, ``cryonet.evaluate`` and ``cryonet.importance`` are these *functions*; the
-modules of the same names are imported with ``from cryonet.train import TrainConfig`` (never
-``import cryonet.train as m``, which returns the function). They are imported here, eagerly, so
-that the names are the functions whatever was imported before; everything else loads on first
-access. :func:`predict` runs on the active Dask scheduler, i.e. on a ``distributed.Client``'s
-cluster when one exists.
+Every name loads on first access (``import cryonet`` does not import torch), and no name is also
+a sub-module: the functions :func:`train`, :func:`evaluate` and :func:`importance` live in the
+modules :mod:`cryonet.training`, :mod:`cryonet.evaluation` and :mod:`cryonet.permutation`.
+:func:`predict` runs on the active Dask scheduler, i.e. on a ``distributed.Client``'s cluster
+when one exists. ``docs/developer/cryonet-map.md`` lists the modules in data-flow order.
 """
 
 from __future__ import annotations
@@ -32,48 +31,51 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-# Names that are also sub-modules: bind the functions now, after their modules are loaded, so
-# a later ``from cryonet.train import ...`` cannot replace them with the module.
-from cryonet.evaluate import compare, evaluate  # noqa: E402
-from cryonet.importance import importance_from_checkpoint as importance  # noqa: E402
-from cryonet.train import TrainConfig, load_config, train  # noqa: E402
+from cryonet._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from cryonet.areas import AreaOptions, area_change, glacier_areas
     from cryonet.calibration import calibrate_checkpoint
     from cryonet.checkpoint import load_checkpoint, load_model
     from cryonet.demo import DemoConfig, run_demo
+    from cryonet.evaluation import compare, evaluate
     from cryonet.export import export_cog, export_polygons
     from cryonet.infer import TilingOptions, open_mosaic, predict
     from cryonet.metrics import SegmentationMetrics
     from cryonet.models import MODELS, PRESETS, create_model, list_models, list_presets
+    from cryonet.permutation import importance_from_checkpoint as importance
+    from cryonet.training import TrainConfig, load_config, train
     from cryonet.transfer import FinetuneConfig, finetune
 
-# public name -> module that defines it (imported on first attribute access)
-_LAZY: dict[str, str] = {
-    "predict": "cryonet.infer",
-    "open_mosaic": "cryonet.infer",
-    "TilingOptions": "cryonet.infer",
-    "export_cog": "cryonet.export",
-    "export_polygons": "cryonet.export",
-    "finetune": "cryonet.transfer",
-    "FinetuneConfig": "cryonet.transfer",
-    "run_demo": "cryonet.demo",
-    "DemoConfig": "cryonet.demo",
-    "create_model": "cryonet.models",
-    "list_models": "cryonet.models",
-    "list_presets": "cryonet.models",
-    "MODELS": "cryonet.models",
-    "PRESETS": "cryonet.models",
-    "load_checkpoint": "cryonet.checkpoint",
-    "load_model": "cryonet.checkpoint",
-    "SegmentationMetrics": "cryonet.metrics",
-    "calibrate_checkpoint": "cryonet.calibration",
-    "AreaOptions": "cryonet.areas",
-    "area_change": "cryonet.areas",
-    "glacier_areas": "cryonet.areas",
+# public name -> (module, attribute) imported on first attribute access
+_LAZY: dict[str, tuple[str, str]] = {
+    "train": ("cryonet.training", "train"),
+    "load_config": ("cryonet.training", "load_config"),
+    "TrainConfig": ("cryonet.training", "TrainConfig"),
+    "evaluate": ("cryonet.evaluation", "evaluate"),
+    "compare": ("cryonet.evaluation", "compare"),
+    "importance": ("cryonet.permutation", "importance_from_checkpoint"),
+    "predict": ("cryonet.infer", "predict"),
+    "open_mosaic": ("cryonet.infer", "open_mosaic"),
+    "TilingOptions": ("cryonet.infer", "TilingOptions"),
+    "export_cog": ("cryonet.export", "export_cog"),
+    "export_polygons": ("cryonet.export", "export_polygons"),
+    "finetune": ("cryonet.transfer", "finetune"),
+    "FinetuneConfig": ("cryonet.transfer", "FinetuneConfig"),
+    "run_demo": ("cryonet.demo", "run_demo"),
+    "DemoConfig": ("cryonet.demo", "DemoConfig"),
+    "create_model": ("cryonet.models", "create_model"),
+    "list_models": ("cryonet.models", "list_models"),
+    "list_presets": ("cryonet.models", "list_presets"),
+    "MODELS": ("cryonet.models", "MODELS"),
+    "PRESETS": ("cryonet.models", "PRESETS"),
+    "load_checkpoint": ("cryonet.checkpoint", "load_checkpoint"),
+    "load_model": ("cryonet.checkpoint", "load_model"),
+    "SegmentationMetrics": ("cryonet.metrics", "SegmentationMetrics"),
+    "calibrate_checkpoint": ("cryonet.calibration", "calibrate_checkpoint"),
+    "AreaOptions": ("cryonet.areas", "AreaOptions"),
+    "area_change": ("cryonet.areas", "area_change"),
+    "glacier_areas": ("cryonet.areas", "glacier_areas"),
 }
 
 __all__ = [
@@ -109,10 +111,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    where = _LAZY.get(name)
+    if where is None:
         raise AttributeError(f"module 'cryonet' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(where[0]), where[1])
     globals()[name] = value
     return value
 

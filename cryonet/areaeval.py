@@ -1,6 +1,6 @@
 """Whole-area evaluation: every labelled pixel inside an area scored once, per class and grouped.
 
-Unlike :mod:`cryonet.evaluate` (test *patches*, edge strips skipped), this scores a class map
+Unlike :mod:`cryonet.evaluation` (test *patches*, edge strips skipped), this scores a class map
 of the whole cube (a mosaic from ``cryonet predict``, a checkpoint predicted on the fly, or a
 class GeoTIFF such as the ``cryonet baseline`` forest's) against the cube's labels inside an
 *area*:

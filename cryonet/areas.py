@@ -80,7 +80,8 @@ def labels_as_mosaic(cube: str | os.PathLike[str]) -> Any:
     labels = ds["labels"].values
     labels = np.where(np.isfinite(labels), labels, 255).astype(np.uint8)
     table = class_table()
-    probs = np.stack([(labels == int(c["id"])) * 255 for c in table]).astype(np.uint8)
+    ids = [int(str(c["id"])) for c in table]
+    probs = np.stack([(labels == i) * 255 for i in ids]).astype(np.uint8)
     return xr.Dataset(
         {"classes": (("y", "x"), labels), "probabilities": (("class", "y", "x"), probs)},
         coords={"class": [str(c["name"]) for c in table], "y": ds["y"].values, "x": ds["x"].values},

@@ -8,6 +8,7 @@ beside the CNN. Uses scikit-learn's ``RandomForestClassifier`` (balanced class w
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,8 @@ def _train_mask(shape: tuple[int, int], split_file: Path | None, area: str | Non
 
 
 def train_baseline(
-    cube: str | Path,
-    out: str | Path,
+    cube: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     *,
     split_file: str | Path | None = None,
     train_area: str | None = None,

@@ -37,8 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-import cryonet
+from cryonet._version import __version__
 from cryonet.models import SegmentationModel, create_model
+from glacierstack import storage
 
 FORMAT = "cryonet-checkpoint"
 FORMAT_VERSION = 1
@@ -173,7 +174,7 @@ def save_checkpoint(
         "classes": table,
         "epoch": None if epoch is None else int(epoch),
         "metrics": _plain(dict(metrics or {}), "metrics"),
-        "software": {"cryonet": str(cryonet.__version__), "torch": str(torch.__version__)},
+        "software": {"cryonet": str(__version__), "torch": str(torch.__version__)},
         "extra": _plain(dict(extra or {}), "extra"),
     }
     return _write_atomic(Path(path), ckpt)
@@ -219,6 +220,10 @@ def load_checkpoint(
     ValueError
         If the file is not a cryonet checkpoint (unsafe content, missing keys, newer format).
     """
+    if storage.is_url(path):  # s3://... : read from a local copy (fetched once per machine)
+        if not storage.output_exists(path):
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        path = storage.local_file(path)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -239,7 +244,7 @@ def load_checkpoint(
     if ckpt["version"] > FORMAT_VERSION:
         raise ValueError(
             f"checkpoint {path} has format version {ckpt['version']}; this cryonet "
-            f"({cryonet.__version__}) reads up to {FORMAT_VERSION}"
+            f"({__version__}) reads up to {FORMAT_VERSION}"
         )
     return ckpt
 

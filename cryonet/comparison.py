@@ -1,6 +1,6 @@
 """Mean ± standard deviation over seeds of a model comparison (the paper's Tables II-IV).
 
-:func:`cryonet.evaluate.compare` trains every model once per seed on the identical split;
+:func:`cryonet.evaluation.compare` trains every model once per seed on the identical split;
 :func:`seed_table` summarises the test metrics per model as mean and sample standard deviation
 over the seeds, per class and overall, and :func:`write_seed_table` writes it as Markdown/CSV.
 """
@@ -21,6 +21,7 @@ __all__ = [
     "baseline_metrics",
     "baseline_row",
     "format_seed_table",
+    "results_from_folder",
     "seed_table",
     "write_seed_table",
 ]
@@ -86,6 +87,22 @@ def baseline_row(m: SegmentationMetrics) -> dict[str, float]:
     """Return a :func:`format_seed_table` ``extra`` row (column label -> percent)."""
     cols = [_LABELS[c] for c in _ORDER] + ["Mean IoU", "Overall accuracy"]
     return dict(zip(cols, _row(m), strict=True))
+
+
+def results_from_folder(out: str | os.PathLike[str]) -> dict[str, list[SegmentationMetrics]]:
+    """Test metrics of every finished run of a ``compare`` folder (``<model>/seed<k>/``).
+
+    Reads ``evaluation/metrics.json`` of each run, so the table of an interrupted or still
+    running comparison can be made from the seeds that have finished.
+    """
+    import json
+
+    found: dict[str, list[SegmentationMetrics]] = {}
+    for path in sorted(Path(out).glob("*/seed*/evaluation/metrics.json")):
+        for d in json.loads(path.read_text()).values():
+            m = SegmentationMetrics.from_confusion(np.asarray(d["confusion"]), d["classes"])
+            found.setdefault(path.parents[2].name, []).append(m)
+    return found
 
 
 def seed_table(results: Mapping[str, Sequence[SegmentationMetrics]]) -> Any:

@@ -39,7 +39,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ class DemoConfig:
     seed: int = 0
     """Seed of the synthetic regions, the split, training and the permutations."""
     train_preset: str = "cpu"
-    """Training config (bundled preset name or YAML file) of :func:`cryonet.train.load_config`."""
+    """Training config (bundled preset or YAML file) of :func:`cryonet.training.load_config`."""
     train_overrides: Mapping[str, Any] = field(default_factory=dict)
     """Options replacing the preset's (e.g. ``{"epochs": 2}``)."""
     tile_size: int = 128
@@ -197,7 +197,7 @@ def _cube(preset: str) -> Callable[[_Context], dict[str, Any]]:  # preset or "po
 
 
 def _train_config(cfg: DemoConfig) -> Any:
-    from cryonet.train import load_config
+    from cryonet.training import load_config
 
     return load_config(
         cfg.train_preset, seed=cfg.seed, device=cfg.device, **dict(cfg.train_overrides)
@@ -205,7 +205,7 @@ def _train_config(cfg: DemoConfig) -> Any:
 
 
 def _run_train(ctx: _Context) -> dict[str, Any]:
-    from cryonet.train import train
+    from cryonet.training import train
 
     config = _train_config(ctx.config)
     run_dir = ctx.out / "train"
@@ -225,7 +225,7 @@ def _run_train(ctx: _Context) -> dict[str, Any]:
 
 
 def _run_evaluate(ctx: _Context) -> dict[str, Any]:
-    from cryonet.evaluate import evaluate
+    from cryonet.evaluation import evaluate
 
     out = ctx.out / "evaluate"
     m = evaluate(
@@ -315,7 +315,7 @@ def _run_outlines(ctx: _Context) -> dict[str, Any]:
 
 
 def _run_importance(ctx: _Context) -> dict[str, Any]:
-    from cryonet.importance import importance_from_checkpoint
+    from cryonet.permutation import importance_from_checkpoint
 
     cfg = ctx.config
     folder = ctx.out / "importance"
@@ -471,24 +471,13 @@ def _clear(path: Path) -> None:
         path.unlink()
 
 
-def _config_from(config: DemoConfig | None, overrides: Mapping[str, Any]) -> DemoConfig:
-    cfg = config or DemoConfig()
-    known = {f.name for f in fields(DemoConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(f"unknown demo option(s) {unknown}; known: {sorted(known)}")
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-
-
 def run_demo(
     out: str | Path,
+    config: DemoConfig | None = None,
     *,
-    size_km: float | None = None,
     redo: bool | Sequence[str] = False,
     until: str | None = None,
-    config: DemoConfig | None = None,
     progress: bool = True,
-    **options: Any,
 ) -> DemoResult:
     """Run the end-to-end demo (see the module docstring), reusing finished steps.
 
@@ -496,15 +485,14 @@ def run_demo(
     ----------
     out
         Output folder (created).
-    size_km
-        Edge of the square synthetic regions in km (default :attr:`DemoConfig.size_km`).
+    config
+        All options (default :class:`DemoConfig`: the README's demo), e.g.
+        ``DemoConfig(size_km=4, train_overrides={"epochs": 2})``.
     redo
         ``True`` reruns every step; a list of step names reruns those (and the steps that
         depend on them); ``False`` reuses every finished, up-to-date step.
     until
         Stop after this step (its dependencies run as needed; later steps do not).
-    config
-        All options; ``size_km`` and ``**options`` (fields of :class:`DemoConfig`) override it.
     progress
         Print each step as it starts/finishes and show the steps' progress bars.
 
@@ -521,7 +509,7 @@ def run_demo(
 
     console = Console(stderr=True, quiet=not progress, highlight=False)
     t_start = time.perf_counter()
-    cfg = _config_from(config, {"size_km": size_km, **options})
+    cfg = config or DemoConfig()
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     names = [s.name for s in STEPS]

@@ -2,10 +2,11 @@
 
 :class:`Trainer` owns a model's optimisation: the optimizer, the learning-rate schedule, AMP
 (autocast + loss scaling), gradient clipping, deep supervision and the
-``DistributedDataParallel`` wrapper. :func:`cryonet.train.train` (and so
-:func:`cryonet.evaluate.compare`) and :func:`cryonet.transfer.finetune` drive it;
-:func:`evaluate_loader` is the evaluation loop used by training, :func:`cryonet.evaluate.evaluate`,
-:func:`cryonet.transfer.finetune` and :mod:`cryonet.importance`.
+``DistributedDataParallel`` wrapper. :func:`cryonet.training.train` (and so
+:func:`cryonet.evaluation.compare`) and :func:`cryonet.transfer.finetune` drive it;
+:func:`evaluate_loader` is the evaluation loop used by training,
+:func:`cryonet.evaluation.evaluate`, :func:`cryonet.transfer.finetune` and
+:mod:`cryonet.permutation`.
 
 Nothing here knows about cubes, splits or run directories.
 """
@@ -142,7 +143,7 @@ def evaluate_loader(
 ) -> tuple[SegmentationMetrics, float]:
     """Accumulate the confusion matrix (and mean loss) of ``model`` over ``loader``.
 
-    The one evaluation loop: training's validation, :func:`cryonet.evaluate.evaluate`,
+    The one evaluation loop: training's validation, :func:`cryonet.evaluation.evaluate`,
     fine-tuning's before/after and permutation importance all call it. Under an initialised
     process group the matrix and loss are summed over all processes. ``target_hook(batch_index,
     labels)`` may rewrite the labels of a batch before counting (e.g. set already counted pixels

@@ -55,7 +55,7 @@ def confidence_section(
 
     figures, tables, text = [], [], []
     cal_path = evaluate_folder / "calibration.json" if evaluate_folder else None
-    if cal_path is not None and cal_path.exists():
+    if evaluate_folder is not None and cal_path is not None and cal_path.exists():
         cal = json.loads(cal_path.read_text())
         df = pd.DataFrame(
             {

@@ -26,6 +26,7 @@ def split_from_areas(
     areas: dict[str, str],
     patch_size: int,
     *,
+    overlap: int = 0,
     min_valid_fraction: float = 0.05,
 ) -> PatchSplit:
     """Split the cube's windows by area.
@@ -40,6 +41,10 @@ def split_from_areas(
         given for ``"all"`` supplies every subset through its ``split`` column.
     patch_size
         Window edge in pixels.
+    overlap
+        Pixels shared by neighbouring windows (more, overlapping training patches from a
+        small area; windows of different subsets never share a pixel, their areas being
+        disjoint).
     min_valid_fraction
         Windows with fewer labelled pixels are dropped.
     """
@@ -52,7 +57,7 @@ def split_from_areas(
         areas = {s: f"{areas['all']}:{s}" for s in SUBSETS}
     if "train" not in areas:
         raise ValueError(f"areas {areas} name no train area")
-    windows = patch_windows(xr.DataArray(labels, dims=("y", "x")), patch_size)
+    windows = patch_windows(xr.DataArray(labels, dims=("y", "x")), patch_size, overlap)
     windows = windows[_valid_fraction(labels, windows, patch_size) >= min_valid_fraction]
     subsets: dict[str, np.ndarray] = {}
     for name in SUBSETS:
@@ -88,5 +93,5 @@ def split_from_areas(
         test=subsets["test"],
         cube_shape=(int(labels.shape[0]), int(labels.shape[1])),
         config={"method": "areas", "areas": dict(areas), "patch_size": patch_size,
-                "min_valid_fraction": min_valid_fraction},
+                "overlap": overlap, "min_valid_fraction": min_valid_fraction},
     )  # fmt: skip

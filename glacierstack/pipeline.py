@@ -23,7 +23,7 @@ from glacierstack.grid import Grid
 from glacierstack.labels import PRECEDENCE, LabelRules, Outlines, _polygons_in_crs
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
 from glacierstack.provenance import location_ref
-from glacierstack.runner import RunnerOptions, dask_session
+from glacierstack.runner import DaskSession, RunnerOptions, ensure_session
 from glacierstack.schemes import ClassScheme, burn_outline_classes, get_scheme
 from glacierstack.stack import plan_reads, read_plan
 from glacierstack.store import write_cube
@@ -175,7 +175,7 @@ def _describe(outlines: Outlines | None) -> str | None:
     if outlines is None:
         return None
     if isinstance(outlines, str | os.PathLike):
-        return str(outlines)
+        return location_ref(outlines)  # no local path in the cube's metadata
     return f"<{type(outlines).__name__} with {len(outlines)} features>"
 
 
@@ -217,7 +217,7 @@ def build_cube(
     chunk_size: int = 512,
     overwrite: bool = False,
     progress: bool = True,
-    runner: RunnerOptions | None = None,
+    runner: RunnerOptions | DaskSession | None = None,
 ) -> Path:
     """Build the feature + label cube of a region from a STAC catalog into Zarr.
 
@@ -266,8 +266,9 @@ def build_cube(
     progress
         Show progress bars.
     runner
-        Dask scheduler and worker settings (:class:`~glacierstack.runner.RunnerOptions`);
-        default: the active ``distributed.Client``, else the threaded scheduler.
+        Dask scheduler and worker settings (:class:`~glacierstack.runner.RunnerOptions`), or
+        an open :class:`~glacierstack.runner.DaskSession`; default: the active
+        ``distributed.Client``, else the threaded scheduler.
 
     Returns
     -------
@@ -364,7 +365,7 @@ def build_cube(
             "class_scheme",
         )
     } | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
-    with dask_session(runner or RunnerOptions(progress=progress)) as session:
+    with ensure_session(runner or RunnerOptions(progress=progress)) as session:
         if needs_pca(names, options) and options.pca is None:
             optical = tuple(b for b in S2_BANDS if b in raw.data_vars)
             pca = fit_pca_windows(reads, grid, optical, PCASample(), session)

@@ -27,13 +27,14 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import dask
 
 from glacierstack.storage import configured
+from glacierstack.warmup import WorkerSettings, apply_settings
 
 __all__ = [
     "PROFILE_HELP",
@@ -176,72 +177,6 @@ class RunnerOptions:
         object.__setattr__(self, "gdal_env", tuple((str(k), str(v)) for k, v in self.gdal_env))
 
 
-# ------------------------------------------------------------------------- worker settings
-def _apply_settings(
-    torch_threads: int | None,
-    gdal_env: Sequence[tuple[str, str]],
-    warm: bool = True,
-    storage_options: Mapping[str, Mapping[str, Any]] | None = None,
-) -> None:
-    """Apply worker settings in the current process (environment, torch, storage, kernels)."""
-    os.environ.update(dict(gdal_env))
-    if storage_options:
-        from glacierstack.storage import configure
-
-        configure(storage_options)
-    if torch_threads is not None:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(torch_threads)
-        torch = sys.modules.get("torch")  # glacierstack never imports torch itself
-        if torch is not None:
-            torch.set_num_threads(int(torch_threads))
-    if warm:
-        from glacierstack.warmup import warm_kernels
-
-        warm_kernels()
-
-
-try:
-    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
-except ImportError:  # pragma: no cover - distributed is a dependency
-    _WorkerPlugin = object  # type: ignore[assignment,misc]
-
-
-class WorkerSettings(_WorkerPlugin):  # type: ignore[misc,valid-type]
-    """Worker plugin: GDAL env, torch threads and warm Numba kernels on every worker start.
-
-    Parameters
-    ----------
-    torch_threads
-        torch intra-op threads (``None``: unchanged).
-    gdal_env
-        ``(name, value)`` GDAL configuration options exported as environment variables.
-    warm_kernels
-        Load the glacierstack Numba kernels (from the on-disk cache) before any task runs.
-    storage_options
-        fsspec storage options per protocol (:func:`glacierstack.storage.configure`), so that
-        workers reach the same object stores with the same credentials as the client.
-    """
-
-    name = "glacierstack-worker-settings"
-
-    def __init__(
-        self,
-        torch_threads: int | None = None,
-        gdal_env: Sequence[tuple[str, str]] = (),
-        warm_kernels: bool = True,
-        storage_options: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> None:
-        self.torch_threads = torch_threads
-        self.gdal_env = tuple(gdal_env)
-        self.warm_kernels = warm_kernels
-        self.storage_options = dict(storage_options or {})
-
-    def setup(self, worker: Any) -> None:
-        """Apply the settings in the worker process (runs once per worker start)."""
-        _apply_settings(self.torch_threads, self.gdal_env, self.warm_kernels, self.storage_options)
-
-
 # ------------------------------------------------------------------------------- session
 def active_client() -> Any | None:
     """Return the ``distributed.Client`` that ``dask.compute`` would use now, or None."""
@@ -382,11 +317,11 @@ def _local(sched: Scheduler, opts: RunnerOptions) -> Iterator[DaskSession]:
             pool = ProcessPoolExecutor(
                 max_workers=opts.threads or os.cpu_count() or 1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_apply_settings,
+                initializer=apply_settings,
                 initargs=(opts.torch_threads, opts.gdal_env, opts.warm_kernels, configured()),
             )
         else:
-            _apply_settings(opts.torch_threads, opts.gdal_env, warm=False)  # warms on first use
+            apply_settings(opts.torch_threads, opts.gdal_env, warm=False)  # warms on first use
         yield DaskSession(None, name, opts.threads, opts, pool)
     finally:
         if pool is not None:
@@ -423,7 +358,10 @@ def run_tasks(
     retries: int = 0,
     on_result: Callable[[Any], None] | None = None,
 ) -> None:
-    """Compute Dask ``Delayed`` tasks in batches with one progress bar (the one mechanism).
+    """Compute Dask ``Delayed`` tasks, at most ``per_batch`` at a time, with one progress bar.
+
+    On a distributed scheduler the window slides (a new task is submitted as each one
+    finishes, so no worker waits for a batch's last task); local schedulers run batches.
 
     Parameters
     ----------
@@ -434,8 +372,8 @@ def run_tasks(
     desc
         Progress bar label.
     per_batch
-        Tasks per graph (default: all in one graph). Batches of neighbouring tiles bound the
-        memory of work whose tasks share inputs.
+        Tasks in flight (default: all). Neighbouring tiles in flight together share their
+        inputs; a bound keeps memory independent of the number of tasks.
     retries
         Retries of a failed task on a distributed scheduler (a lost worker).
     on_result
@@ -446,29 +384,43 @@ def run_tasks(
     if not tasks:
         return
     size = per_batch or len(tasks)
-    batches = [list(tasks[k : k + size]) for k in range(0, len(tasks), size)]
     with tqdm(
         total=len(tasks), desc=desc, unit="task", disable=not session.options.progress
     ) as bar:
-        for batch in batches:
-            if session.client is not None:
-                _run_distributed(session.client, batch, bar, retries, on_result)
-            else:
-                _run_local(session, batch, bar, on_result)
+        if session.client is not None:
+            _run_distributed(session.client, list(tasks), size, bar, retries, on_result)
+            return
+        for k in range(0, len(tasks), size):
+            _run_local(session, list(tasks[k : k + size]), bar, on_result)
 
 
 def _run_distributed(
-    client: Any, batch: list[Any], bar: Any, retries: int, on_result: Callable[[Any], None] | None
+    client: Any,
+    tasks: list[Any],
+    size: int,
+    bar: Any,
+    retries: int,
+    on_result: Callable[[Any], None] | None,
 ) -> None:
     from distributed import as_completed
 
-    futures = client.compute(batch, retries=retries or None)
+    def submit(task: Any) -> Any:
+        return client.compute(task, retries=retries or None)
+
+    futures = [submit(t) for t in tasks[:size]]
+    todo = iter(tasks[size:])
+    running = as_completed(futures)
     try:
-        for fut in as_completed(futures):
+        for fut in running:
             res = fut.result()
             if on_result is not None:
                 on_result(res)
             bar.update(1)
+            nxt = next(todo, None)
+            if nxt is not None:
+                new = submit(nxt)
+                futures.append(new)
+                running.add(new)
     finally:
         client.cancel(futures)
 
@@ -511,8 +463,3 @@ def runner_options(
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
-
-
-def gdal_env_from(mapping: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
-    """``{name: value}`` -> the sorted tuple :class:`RunnerOptions` takes."""
-    return tuple(sorted((str(k), str(v)) for k, v in (mapping or {}).items()))

@@ -122,20 +122,23 @@ def _run_tasks(
     runner: RunnerOptions | DaskSession | None,
     tiles_per_batch: int | None,
 ) -> None:
-    """Compute the write tasks, a batch of neighbouring tiles at a time, with a progress bar.
+    """Compute the write tasks of a few neighbouring tiles at a time, with a progress bar.
 
-    Each batch is one graph, so inputs shared inside it (overlapping windows) are computed
-    once. Batching bounds memory: one graph over all tiles lets Dask start many tiles' band
-    computations before finishing any, so memory would grow with the region.
+    One unit per tile (its feature and label writes, which share the tile's inputs), at most
+    ``tiles_per_batch`` (default: twice the scheduler's thread count) in flight: memory then
+    depends on the tile size and thread count, not on the region.
     """
     if not tiles:
         return
+    done = dask.delayed(_tile_done, pure=True)
+    units = [done(*tile) for tile in tiles]
     with ensure_session(runner) as session:
-        per_tile = max(len(t) for t in tiles)
-        per_batch = (tiles_per_batch or 2 * session.parallelism()) * per_tile
-        run_tasks(
-            session, [t for tile in tiles for t in tile], desc=desc, per_batch=per_batch, retries=2
-        )
+        per_batch = tiles_per_batch or 2 * session.parallelism()
+        run_tasks(session, units, desc=desc, per_batch=per_batch, retries=2)
+
+
+def _tile_done(*written: int) -> int:
+    return sum(written)
 
 
 # ----------------------------------------------------------------------------- validation

@@ -1,4 +1,7 @@
-"""Warm the Numba kernels in a process, and count compilations (no compile inside tasks).
+"""Set up a process that runs tasks: GDAL env, torch threads, warm Numba kernels.
+
+:class:`WorkerSettings` (a Dask worker plugin, registered by :mod:`glacierstack.runner`) and
+the ``processes`` pool initializer both call :func:`apply_settings`.
 
 The kernels are ``@njit(cache=True)``: the first call in a fresh process loads the machine code
 from the on-disk cache (or compiles and stores it). :func:`warm_kernels` makes that first call
@@ -9,10 +12,21 @@ before any task runs; the runner calls it on every worker start (a worker plugin
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import xarray as xr
 
-__all__ = ["compile_count", "kernel_dispatchers", "warm_kernels"]
+__all__ = [
+    "WorkerSettings",
+    "apply_settings",
+    "compile_count",
+    "kernel_dispatchers",
+    "warm_kernels",
+]
 
 _WARM_SHAPE = (12, 12)
 
@@ -60,3 +74,66 @@ def warm_kernels() -> int:
 
     compute_features(_tiny_raw(), None).values  # noqa: B018  (NumPy path: runs every kernel)
     return compile_count()
+
+
+def apply_settings(
+    torch_threads: int | None,
+    gdal_env: Sequence[tuple[str, str]],
+    warm: bool = True,
+    storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    """Apply worker settings in the current process (environment, torch, storage, kernels)."""
+    os.environ.update(dict(gdal_env))
+    if storage_options:
+        from glacierstack.storage import configure
+
+        configure(storage_options)
+    if torch_threads is not None:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(torch_threads)
+        torch = sys.modules.get("torch")  # glacierstack never imports torch itself
+        if torch is not None:
+            torch.set_num_threads(int(torch_threads))
+    if warm:
+        warm_kernels()
+
+
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
+except ImportError:  # pragma: no cover - distributed is a dependency
+    _WorkerPlugin = object  # type: ignore[assignment,misc]
+
+
+class WorkerSettings(_WorkerPlugin):  # type: ignore[misc,valid-type]
+    """Worker plugin: GDAL env, torch threads and warm Numba kernels on every worker start.
+
+    Parameters
+    ----------
+    torch_threads
+        torch intra-op threads (``None``: unchanged).
+    gdal_env
+        ``(name, value)`` GDAL configuration options exported as environment variables.
+    warm_kernels
+        Load the glacierstack Numba kernels (from the on-disk cache) before any task runs.
+    storage_options
+        fsspec storage options per protocol (:func:`glacierstack.storage.configure`), so that
+        workers reach the same object stores with the same credentials as the client.
+    """
+
+    name = "glacierstack-worker-settings"
+
+    def __init__(
+        self,
+        torch_threads: int | None = None,
+        gdal_env: Sequence[tuple[str, str]] = (),
+        warm_kernels: bool = True,
+        storage_options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.torch_threads = torch_threads
+        self.gdal_env = tuple(gdal_env)
+        self.warm_kernels = warm_kernels
+        self.storage_options = dict(storage_options or {})
+
+    def setup(self, worker: Any) -> None:
+        """Apply the settings in the worker process (runs once per worker start)."""
+        apply_settings(self.torch_threads, self.gdal_env, self.warm_kernels, self.storage_options)

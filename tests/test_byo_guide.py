@@ -115,7 +115,8 @@ def test_landsat_c2l2_recorded_items_through_the_cli(realdata):
                                                 "landsat"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "landsat-oli-c2l2" in res.output and "tc_brightness" in res.output
-    res = CliRunner().invoke(glacierstack_app, ["search", "--catalog", items, "--modality",
-                             "landsat", "--bbox", "148.5,-42.5,149.0,-42.0"])  # fmt: skip
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(glacierstack_app, [
+        "search", "--catalog", items, "--modality", "landsat", "--bbox", "148.5,-42.5,149.0,-42.0",
+    ])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "LC09_L2SP_089090_20240417_02_T1" in res.output

@@ -45,15 +45,17 @@ def test_all_names_resolve(package):
         mod.nope  # noqa: B018
 
 
-def test_cryonet_function_names_survive_submodule_imports():
+def test_import_cryonet_is_lazy_and_no_name_shadows_a_module():
     code = (
-        "from cryonet.train import TrainConfig; from cryonet.evaluate import compare; "
-        "from cryonet.importance import permutation_importance; import cryonet.train; "
-        "import cryonet; "
+        "import sys, pkgutil, cryonet; "
+        "print('torch' in sys.modules, end=' '); "
+        "subs = {m.name for m in pkgutil.iter_modules(cryonet.__path__)}; "
+        "print(sorted(subs & set(cryonet.__all__)), end=' '); "
+        "from cryonet.training import TrainConfig; import cryonet.evaluation; "
         "print(all(callable(f) and not isinstance(f, type(cryonet)) "
         "for f in (cryonet.train, cryonet.evaluate, cryonet.importance)))"
     )
-    assert _run(code) == "True"
+    assert _run(code) == "False [] True"
 
 
 def _cli_defaults(app, command: str) -> dict[str, object]:

@@ -16,7 +16,7 @@ _AREA = "west|east|north|south, bbox:xmin,ymin,xmax,ymax (cube CRS), or FILE[:VA
 
 @app.command()
 def split(
-    cube: Annotated[Path, typer.Option(help="Zarr feature cube.")],
+    cube: Annotated[str, typer.Option(help="Zarr feature cube.")],
     out: Annotated[Path, typer.Option(help="split.json to write.")],
     patch_size: Annotated[int, typer.Option(help="Patch edge in pixels (as in training).")],
     areas: Annotated[
@@ -25,6 +25,7 @@ def split(
     train_area: Annotated[str | None, typer.Option(help=f"Train area: {_AREA}")] = None,
     val_area: Annotated[str | None, typer.Option(help="Validation area (optional)")] = None,
     test_area: Annotated[str | None, typer.Option(help="Test area (optional)")] = None,
+    overlap: Annotated[int, typer.Option(help="Pixels shared by neighbouring windows.")] = 0,
 ) -> None:
     """Write a spatial split.json from areas (use it with cryonet train --split-file)."""
     from cryonet.splitareas import split_from_areas
@@ -32,7 +33,7 @@ def split(
     spec = {"all": str(areas)} if areas else {}
     spec |= {k: v for k, v in (("train", train_area), ("val", val_area), ("test", test_area)) if v}
     try:
-        sp = split_from_areas(cube, spec, patch_size)
+        sp = split_from_areas(cube, spec, patch_size, overlap=overlap)
     except (ValueError, FileNotFoundError, KeyError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
@@ -42,7 +43,7 @@ def split(
 
 @app.command()
 def baseline(
-    cube: Annotated[Path, typer.Option(help="Zarr feature cube.")],
+    cube: Annotated[str, typer.Option(help="Zarr feature cube.")],
     out: Annotated[Path, typer.Option(help="Class GeoTIFF to write (the forest's map).")],
     split_file: Annotated[
         Path | None, typer.Option(help="split.json: train on its train windows.")
@@ -66,7 +67,7 @@ def baseline(
 
 @app.command()
 def score(
-    cube: Annotated[Path, typer.Option(help="Zarr cube holding the labels.")],
+    cube: Annotated[str, typer.Option(help="Zarr cube holding the labels.")],
     area: Annotated[str, typer.Option(help=f"Area to score: {_AREA}")],
     maps: Annotated[
         list[str],

@@ -41,28 +41,29 @@ def demo(
     for s in (redo_step or []) + ([until] if until else []):
         if s not in names:
             raise typer.BadParameter(f"unknown step {s!r}; steps are {names}")
-    options: dict[str, object] = {"html": html}
+    from dataclasses import replace
+
+    from cryonet.demo import DemoConfig
+
+    config = DemoConfig(html=html)
+    if size_km is not None:
+        config = replace(config, size_km=size_km)
     if seed is not None:
-        options["seed"] = seed
+        config = replace(config, seed=seed)
     if device is not None:
-        options["device"] = device
+        config = replace(config, device=device)
     if epochs is not None:
-        options["train_overrides"] = {"epochs": epochs}
+        config = replace(config, train_overrides={"epochs": epochs})
     res = run_demo(
-        out,
-        size_km=size_km,
-        redo=True if redo else (redo_step or False),
-        until=until,
-        progress=progress,
-        **options,
+        out, config, redo=True if redo else (redo_step or False), until=until, progress=progress
     )
     typer.echo(str(res.report))
 
 
 @app.command()
 def importance(
-    checkpoint: Annotated[Path, typer.Option(help="Trained checkpoint (.pt).")],
-    cube: Annotated[Path, typer.Option(help="Zarr cube with the checkpoint's bands.")],
+    checkpoint: Annotated[str, typer.Option(help="Trained checkpoint (.pt).")],
+    cube: Annotated[str, typer.Option(help="Zarr cube with the checkpoint's bands.")],
     out: Annotated[Path, typer.Option(help="Folder for importance.csv/.json/.png.")],
     split: Annotated[
         Path | None,
@@ -83,7 +84,7 @@ def importance(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Permutation channel importance (drop in mIoU/accuracy per shuffled band)."""
-    from cryonet.importance import importance_from_checkpoint
+    from cryonet.permutation import importance_from_checkpoint
 
     if mode not in ("samples", "pixels"):
         raise typer.BadParameter(f"--mode must be 'samples' or 'pixels', got {mode!r}")
@@ -109,8 +110,8 @@ def importance(
 
 @app.command()
 def finetune(
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint trained on the source region.")],
-    cube: Annotated[Path, typer.Option(help="Zarr cube of the target region.")],
+    checkpoint: Annotated[str, typer.Option(help="Checkpoint trained on the source region.")],
+    cube: Annotated[str, typer.Option(help="Zarr cube of the target region.")],
     out: Annotated[Path, typer.Option(help="Output folder (tables, fine-tuned checkpoint).")],
     iterations: Annotated[int, typer.Option(help="Fine-tuning optimizer steps.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 8,

@@ -22,9 +22,11 @@ ENSEMBLE_HELP = "Another checkpoint (same bands/classes) to average with; repeat
 
 @app.command()
 def predict(
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint file (.pt) from cryonet train.")],
-    cube: Annotated[Path, typer.Option(help="Zarr feature cube holding the model's bands.")],
-    out: Annotated[Path, typer.Option(help="Output Zarr mosaic (resumed if unfinished).")],
+    checkpoint: Annotated[
+        str, typer.Option(help="Checkpoint file (.pt) from cryonet train: path or URL.")
+    ],
+    cube: Annotated[str, typer.Option(help="Zarr feature cube holding the model's bands.")],
+    out: Annotated[str, typer.Option(help="Output Zarr mosaic, path or URL (resumed).")],
     tile_size: Annotated[
         int | None,
         typer.Option(help="Tile side in pixels (default: the checkpoint's training patch size)."),
@@ -94,12 +96,12 @@ def predict(
 
 @app.command()
 def export(
-    mosaic: Annotated[Path, typer.Argument(help="Zarr mosaic from cryonet predict.")],
+    mosaic: Annotated[str, typer.Argument(help="Zarr mosaic from cryonet predict.")],
     cog: Annotated[
-        Path | None, typer.Option(help="Write the class map as a Cloud-Optimized GeoTIFF.")
+        str | None, typer.Option(help="Write the class map as a Cloud-Optimized GeoTIFF.")
     ] = None,
     polygons: Annotated[
-        Path | None, typer.Option(help="Write glacier/debris/water outlines to a GeoPackage.")
+        str | None, typer.Option(help="Write glacier/debris/water outlines to a GeoPackage.")
     ] = None,
     min_area_km2: Annotated[float, typer.Option(help="Drop smaller polygons.")] = 0.0,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,

@@ -16,8 +16,8 @@ _CONFIG_HELP = "Training config: a YAML file or a bundled preset ('paper', 'cpu'
 
 @app.command()
 def train(
-    cube: Annotated[Path, typer.Option(help="Zarr feature cube (glacierstack build).")],
-    out: Annotated[Path, typer.Option(help="Run directory (resumed if it holds a run).")],
+    cube: Annotated[str, typer.Option(help="Zarr feature cube (glacierstack build).")],
+    out: Annotated[str, typer.Option(help="Run directory, path or URL (resumed).")],
     model: Annotated[
         str | None, typer.Option(help="Model or preset name (overrides the config).")
     ] = None,
@@ -53,8 +53,8 @@ def train(
 
     Run under ``torchrun --nproc_per_node N`` for DistributedDataParallel training.
     """
-    from cryonet.train import load_config
-    from cryonet.train import train as run
+    from cryonet.training import load_config
+    from cryonet.training import train as run
 
     cfg = load_config(
         config,
@@ -87,7 +87,7 @@ def evaluate(
     checkpoint: Annotated[
         Path, typer.Option(help="Checkpoint (.pt), e.g. RUN/checkpoints/best.pt")
     ],
-    cube: Annotated[Path, typer.Option(help="The Zarr cube the split refers to.")],
+    cube: Annotated[str, typer.Option(help="The Zarr cube the split refers to.")],
     split: Annotated[Path, typer.Option(help="split.json or the run directory holding it.")],
     out: Annotated[Path, typer.Option(help="Folder for tables (Markdown + CSV) and figures.")],
     subset: Annotated[str, typer.Option(help="test, val or train.")] = "test",
@@ -102,7 +102,7 @@ def evaluate(
     Also writes the expected calibration error before/after temperature scaling
     (calibration.json) and a reliability diagram (reliability.png).
     """
-    from cryonet.evaluate import evaluate as run
+    from cryonet.evaluation import evaluate as run
 
     m = run(
         checkpoint,
@@ -124,7 +124,7 @@ def evaluate(
 
 @app.command()
 def compare(
-    cube: Annotated[Path, typer.Option(help="Zarr feature cube.")],
+    cube: Annotated[str, typer.Option(help="Zarr feature cube.")],
     out: Annotated[Path, typer.Option(help="Output folder (one run per model + tables).")],
     models: Annotated[
         list[str],
@@ -144,8 +144,8 @@ def compare(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train and evaluate several models on the identical split; write the comparison table."""
-    from cryonet.evaluate import compare as run
-    from cryonet.train import load_config
+    from cryonet.evaluation import compare as run
+    from cryonet.training import load_config
 
     cfg = load_config(config, epochs=epochs, device=device, threads=threads)
     try:
@@ -161,8 +161,9 @@ def compare(
     typer.echo(f"comparison table: {out / 'comparison.md'}")
 
 
-def _area_split(cube: Path, out: Path, areas: str, patch_size: int) -> Path:
-    """Write the split of ``--split-areas`` next to the run (``split-areas.json``)."""
+def _area_split(cube: str, out: str, areas: str, patch_size: int) -> Path:
+    """Write the split of ``--split-areas`` next to the run (``split-areas.json``, local)."""
+    run_dir = Path(out)
     from cryonet.splitareas import split_from_areas
 
     if Path(areas).exists():
@@ -171,7 +172,7 @@ def _area_split(cube: Path, out: Path, areas: str, patch_size: int) -> Path:
         train_area, _, test_area = areas.partition("/")
         spec = {"train": train_area} | ({"test": test_area} if test_area else {})
     sp = split_from_areas(cube, spec, patch_size)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "split-areas.json"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "split-areas.json"
     sp.to_json(path)
     return path

@@ -80,8 +80,8 @@ def blend_window(
     c, h, w = window.shape
     need_h, need_w = max(h, max(sy) - oy + t), max(w, max(sx) - ox + t)
     if (need_h, need_w) != (h, w):
-        mode = "reflect" if min(h, w) > 1 else "edge"
-        window = np.pad(window, ((0, 0), (0, need_h - h), (0, need_w - w)), mode=mode)
+        pad = ((0, 0), (0, need_h - h), (0, need_w - w))
+        window = np.pad(window, pad, mode="reflect" if min(h, w) > 1 else "edge")
 
     tiles = [(y, x) for y in sy for x in sx]
     for b0 in range(0, len(tiles), tiling.batch_size):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +166,8 @@ class EnsembleModel:
         names = [m.cache_key for m in self.members]
         _check_same_contract(loaded, names)
         first = loaded[0]
-        scales, shifts = [], []
+        scales: list[np.ndarray | None] = []
+        shifts: list[np.ndarray | None] = []
         for m in loaded:
             if np.array_equal(m.mean, first.mean) and np.array_equal(m.std, first.std):
                 scales.append(None)
@@ -191,8 +193,8 @@ class EnsembleModel:
 
 
 def model_source(
-    checkpoint: str | Path | ModelSource,
-    ensemble: Sequence[str | Path | ModelSource] = (),
+    checkpoint: str | os.PathLike[str] | ModelSource,
+    ensemble: Sequence[str | os.PathLike[str] | ModelSource] = (),
     tta: str | Sequence[int] | None = None,
 ) -> ModelSource:
     """Build the source for a checkpoint plus optional ensemble members and TTA transforms.
@@ -201,8 +203,8 @@ def model_source(
     and run signatures); otherwise an :class:`EnsembleModel` of all of them.
     """
 
-    def as_source(c: str | Path | ModelSource) -> ModelSource:
-        return c if isinstance(c, ModelSource) else CheckpointModel(c)
+    def as_source(c: str | os.PathLike[str] | ModelSource) -> ModelSource:
+        return c if isinstance(c, ModelSource) else CheckpointModel(Path(c))
 
     transforms = parse_tta(tta)
     first = as_source(checkpoint)

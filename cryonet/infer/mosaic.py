@@ -17,9 +17,9 @@ without ``complete`` or with a lost chunk, and reads stores written before this 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -136,7 +136,7 @@ def finalise_store(claim: storage.Claim) -> None:
     storage.complete(claim, {"finished": finished}, drop=(DONE.split("/")[0],))
 
 
-def open_mosaic(path: str | Path, *, chunks: Any = None) -> xr.Dataset:
+def open_mosaic(path: str | os.PathLike[str], *, chunks: Any = None) -> xr.Dataset:
     """Open a finished :func:`predict` store (CRS decoded, refuses unfinished stores).
 
     Parameters

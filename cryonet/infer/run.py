@@ -194,11 +194,11 @@ def _open_cube(cube: Path) -> xr.Dataset:
 
 
 def _software() -> dict[str, str]:
-    import cryonet
     import glacierstack
+    from cryonet._version import __version__
 
     return {
-        "cryonet": cryonet.__version__,
+        "cryonet": __version__,
         "glacierstack": getattr(glacierstack, "__version__", "unknown"),
         "torch": torch.__version__,
     }

@@ -17,7 +17,9 @@ def cube(
     catalog: Annotated[
         str, typer.Option(help="Provider name, STAC API URL or path to a static catalog")
     ],
-    out: Annotated[Path, typer.Option(help="Zarr store to write, e.g. cube.zarr")],
+    out: Annotated[
+        str, typer.Option(help="Zarr store to write: cube.zarr or s3://bucket/cube.zarr")
+    ],
     bbox: Annotated[
         str | None, typer.Option(help="Region 'xmin,ymin,xmax,ymax' in --bbox-crs")
     ] = None,
@@ -37,7 +39,7 @@ def cube(
         str | None,
         typer.Option(
             help="Grid CRS (default: the UTM zone of the bbox); with --bbox-crs equal "
-            "to it and an aligned bbox the grid is exactly the bbox"
+            "to it the grid is exactly the bbox (a whole number of pixels, any origin)"
         ),
     ] = None,
     like: Annotated[
@@ -82,6 +84,8 @@ def cube(
 
     Rerunning the same command after an interruption resumes the unfinished store.
     """
+    from pyproj import CRS
+
     from glacierstack.grid import Grid
     from glacierstack.labels import LabelRules
     from glacierstack.pipeline import build_cube
@@ -96,7 +100,11 @@ def cube(
         grid = Grid.from_raster(like)
     else:
         assert bbox is not None
-        grid = Grid.from_bbox(parse_bbox(bbox), bbox_crs=bbox_crs, resolution=resolution, crs=crs)
+        box = parse_bbox(bbox)
+        if crs is not None and CRS.from_user_input(crs) == CRS.from_user_input(bbox_crs):
+            grid = Grid(crs, box, resolution)  # exactly these bounds (any origin), no snapping
+        else:
+            grid = Grid.from_bbox(box, bbox_crs=bbox_crs, resolution=resolution, crs=crs)
     path = build_cube(
         catalog,
         out,

@@ -59,8 +59,8 @@ def test_area_split_and_forest_baseline(tmp_path):
     import rasterio
 
     from cryonet.baseline import BaselineConfig, train_baseline
-    from cryonet.data import write_toy_cube
     from cryonet.splitareas import split_from_areas
+    from cryonet.testing import write_toy_cube
     from glacierstack.store import open_cube
 
     cube = write_toy_cube(tmp_path / "toy.zarr", (64, 96), 3, chunks=32)
@@ -69,6 +69,9 @@ def test_area_split_and_forest_baseline(tmp_path):
     assert len(sp.train) and len(sp.test) and len(sp.val) == 0
     assert (w[sp.train][:, 1] + 16 <= 48).all() and (w[sp.test][:, 1] >= 48).all()
     assert sp.config["method"] == "areas"
+    over = split_from_areas(cube, {"train": "west", "test": "east"}, 16, overlap=8)
+    assert len(over.train) > len(sp.train)
+    assert (over.windows[over.train][:, 1] + 16 <= 48).all()  # still inside the west half
     sp.to_json(tmp_path / "split.json")
     out = train_baseline(cube, tmp_path / "rf.tif", split_file=tmp_path / "split.json",
                          config=BaselineConfig(n_estimators=10))  # fmt: skip

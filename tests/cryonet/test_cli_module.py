@@ -23,7 +23,7 @@ def test_demo_help_states_the_presets_epochs() -> None:
     from typer.testing import CliRunner
 
     from cryonet.cli import app
-    from cryonet.train import load_config
+    from cryonet.training import load_config
 
     out = CliRunner().invoke(app, ["demo", "--help"]).output
     text = re.sub(r"[\s\u2502]+", " ", out)  # rich box borders and line wraps -> one space

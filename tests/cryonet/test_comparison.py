@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from cryonet.cli import app
 from cryonet.comparison import format_seed_table, seed_table
-from cryonet.data import write_toy_cube
 from cryonet.metrics import SegmentationMetrics
+from cryonet.testing import write_toy_cube
 
 
 def _metrics(diag: list[int]) -> SegmentationMetrics:
@@ -62,6 +62,11 @@ def test_compare_cli_over_seeds(tmp_path):
     text = (tmp_path / "cmp" / "comparison_seeds.md").read_text()
     assert "| unet-tiny |" in text and "| 2 |" in text
     assert "| random forest (per pixel) |" in text
+    from cryonet.comparison import results_from_folder
+
+    found = results_from_folder(tmp_path / "cmp")
+    assert list(found) == ["unet-tiny"] and len(found["unet-tiny"]) == 2
+    assert format_seed_table(seed_table(found)).splitlines()[2] in text
     # the forest's row: its map scored on the test windows, recomputed here by hand
     import rasterio
 

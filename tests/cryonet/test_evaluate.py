@@ -13,10 +13,11 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 from typer.testing import CliRunner
 
 from cryonet.cli import app
-from cryonet.data import PatchSplit, write_toy_cube
-from cryonet.evaluate import PAPER_CLASS_ORDER, evaluate, metric_tables
+from cryonet.data import PatchSplit
+from cryonet.evaluation import PAPER_CLASS_ORDER, evaluate, metric_tables
 from cryonet.metrics import SegmentationMetrics
 from cryonet.models import create_model
+from cryonet.testing import write_toy_cube
 from glacierstack.store import open_cube
 
 FAST = {
@@ -198,8 +199,8 @@ def test_overlapping_test_windows_count_each_pixel_once(cube, run):
 
 def test_one_band_rule_reordered_cube_gives_the_same_results(cube, run, tmp_path):
     """predict, evaluate, importance and finetune take the checkpoint's bands by name."""
-    from cryonet.importance import importance_from_checkpoint
     from cryonet.infer import open_mosaic, predict
+    from cryonet.permutation import importance_from_checkpoint
     from cryonet.transfer import FinetuneConfig, finetune
 
     shuffled = write_toy_cube(tmp_path / "shuffled.zarr", (160, 160), 3, chunks=64,

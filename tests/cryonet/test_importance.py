@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, jaccard_score, recall_score
 
-from cryonet.importance import (
+from cryonet.permutation import (
     metrics_from_confusion,
     permutation_importance,
     plot_importance,

@@ -10,8 +10,8 @@ from sklearn.metrics import jaccard_score
 
 from cryonet.checkpoint import save_checkpoint
 from cryonet.data import CubeSource, PatchSplit, SplitConfig, make_split
-from cryonet.importance import importance_from_checkpoint, load_test_patches
 from cryonet.models import create_model
+from cryonet.permutation import importance_from_checkpoint, load_test_patches
 from glacierstack.grid import Grid
 from glacierstack.store import open_cube, write_cube
 

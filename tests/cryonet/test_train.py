@@ -17,8 +17,8 @@ import torch
 import yaml
 from torch import nn
 
-from cryonet.data import write_toy_cube
-from cryonet.train import TrainConfig, load_config, train
+from cryonet.testing import write_toy_cube
+from cryonet.training import TrainConfig, load_config, train
 
 
 class Tiny(nn.Module):
@@ -157,7 +157,7 @@ def test_bundled_configs_and_overrides(tmp_path):
 
 def test_preset_keeps_its_encoder():
     """TrainConfig(model='cryonet-tiny') is the preset's ResNet-18, not the paper's ResNet-101."""
-    from cryonet.train import build_model
+    from cryonet.training import build_model
 
     model = build_model(TrainConfig(model="cryonet-tiny"), 3, 5)
     assert model.config["encoder"] == "resnet18"
@@ -198,7 +198,7 @@ _DDP_SCRIPT = """
 import sys, torch, torch.distributed as dist
 sys.path.insert(0, {testdir!r})
 from test_train import TinyAux, _cfg
-from cryonet.train import train
+from cryonet.training import train
 models = []
 def factory(c, k):
     models.append(TinyAux(c, k))

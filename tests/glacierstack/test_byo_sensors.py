@@ -132,6 +132,14 @@ def test_layers_cli_and_cube_like_on_four_bands(tmp_path):
     assert list(ds.band.values) == ["B02", "B03", "B04", "B08", "NDVI", "NDWI", "NDGI",
                                     "glcm_dissimilarity", "PC1", "PC2", "PC3"]  # fmt: skip
     np.testing.assert_allclose(ds["features"].sel(band="B04").values, 80 * 0.004, rtol=1e-6)
+    # the same grid spelled out: --bbox in the grid CRS is taken exactly (origin not snapped)
+    b = Grid.from_raster(f).bounds
+    res = runner.invoke(app, ["cube", "--catalog", str(tmp_path / "cat"), "--out",
+                              str(tmp_path / "c2.zarr"), "--bbox", ",".join(map(str, b)),
+                              "--bbox-crs", CRS, "--crs", CRS, "--resolution", "30",
+                              "--layers", "B04", "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert Grid.from_attrs(open_cube(tmp_path / "c2.zarr").attrs["grid"]) == Grid.from_raster(f)
 
 
 def test_landsat_c2l2_recorded_items_layers(realdata):

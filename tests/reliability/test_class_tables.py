@@ -7,9 +7,9 @@ import pytest
 
 from cryonet.checkpoint import save_checkpoint
 from cryonet.data import CubeSource, SplitConfig, make_split
-from cryonet.evaluate import evaluate
-from cryonet.importance import importance_from_checkpoint
+from cryonet.evaluation import evaluate
 from cryonet.models import create_model
+from cryonet.permutation import importance_from_checkpoint
 from cryonet.transfer import FinetuneConfig, finetune
 from glacierstack.classes import check_same_classes, class_table
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cryonet.cli import app as cryonet_app
 from cryonet.infer import TilingOptions
-from cryonet.train import TrainConfig
+from cryonet.training import TrainConfig
 from cryonet.transfer import FinetuneConfig
 from glacierstack.cli import app as gs_app
 from glacierstack.grid import Grid

@@ -178,18 +178,27 @@ def _predict_confusion(
     batch_size: int,
     device: str,
 ) -> np.ndarray:
+    """Confusion matrix of ``model`` on in-memory patches (the one evaluation loop)."""
     import torch
 
-    from cryonet.metrics import confusion_matrix
+    from cryonet.engine import evaluate_loader
 
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    with torch.inference_mode():
-        for start in range(0, len(x), batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
-            logits = model(xb)
-            pred = logits.argmax(dim=1).cpu().numpy()
-            cm += confusion_matrix(y[start : start + batch_size], pred, num_classes)
-    return cm
+    batches = (
+        (
+            torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])),
+            torch.from_numpy(np.ascontiguousarray(y[i : i + batch_size])).long(),
+        )
+        for i in range(0, len(x), batch_size)
+    )
+    names = [str(k) for k in range(num_classes)]
+    metrics, _ = evaluate_loader(
+        model,  # type: ignore[arg-type]
+        batches,
+        torch.device(device),
+        num_classes=num_classes,
+        class_names=names,
+    )
+    return np.asarray(metrics.confusion, dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,14 @@ from cryonet.data import (
 )
 from cryonet.engine import evaluate_loader, resolve_device
 from cryonet.metrics import SegmentationMetrics
-from cryonet.train import TrainConfig, train
-from glacierstack.classes import CLASSES, NODATA_LABEL, NUM_CLASSES, check_same_classes
+from cryonet.training import TrainConfig, train
+from glacierstack.classes import (
+    CLASS_NAMES,
+    CLASSES,
+    NODATA_LABEL,
+    ClassInfo,
+    check_same_classes,
+)
 
 __all__ = [
     "PAPER_CLASS_ORDER",
@@ -69,14 +75,17 @@ def metric_tables(results: Mapping[str, SegmentationMetrics]) -> dict[str, Any]:
     import pandas as pd
 
     tables: dict[str, Any] = {}
+    # the paper's column order for its five classes; any other class scheme in its own order
+    names = list(next(iter(results.values())).class_names) if results else []
+    order = list(PAPER_CLASS_ORDER) if set(names) == set(PAPER_CLASS_ORDER) else names
     for key, (_, _, mean_name) in _TABLES.items():
         rows = {}
         for name, m in results.items():
             values = dict(zip(m.class_names, getattr(m, key), strict=True))
             mean = {"iou": m.miou, "recall": m.mean_recall, "precision": m.mean_precision}[key]
-            rows[name] = [100 * values[c] for c in PAPER_CLASS_ORDER] + [100 * mean]
+            rows[name] = [100 * values[c] for c in order] + [100 * mean]
         df = pd.DataFrame.from_dict(
-            rows, orient="index", columns=[_LABELS[c] for c in PAPER_CLASS_ORDER] + [mean_name]
+            rows, orient="index", columns=[_LABELS.get(c, c) for c in order] + [mean_name]
         )
         df.index.name = "Model"
         tables[key] = df
@@ -183,7 +192,9 @@ def evaluate(
     out
         If given, write the tables (``table_I_iou``, ``table_II_recall``,
         ``table_III_precision``, ``summary``; ``.md`` + ``.csv``), ``metrics.json`` and
-        ``confusion_matrix.png`` there.
+        ``confusion_matrix.png`` there, and ``calibration.json`` and ``reliability.png``: the
+        expected calibration error on the same pixels before (``T = 1``) and after the
+        checkpoint's temperature (:func:`cryonet.calibration.calibration_report`).
     name
         Row name in the tables (default: the checkpoint's model name).
     batch_size, num_workers, device, amp
@@ -194,10 +205,6 @@ def evaluate(
     ensemble, tta
         Average with more checkpoints and/or over dihedral transforms, exactly as
         :func:`cryonet.infer.predict` does (:mod:`cryonet.infer.ensemble`).
-
-        With ``out``, also ``calibration.json`` and ``reliability.png``: the expected
-        calibration error on the same pixels before (``T = 1``) and after the checkpoint's
-        temperature (:func:`cryonet.calibration.calibration_report`).
 
     Returns
     -------
@@ -221,7 +228,8 @@ def evaluate(
     from cryonet.infer.ensemble import model_source, parse_tta
 
     if ensemble or parse_tta(tta) != (0,):  # probabilities averaged (and calibrated) inside
-        model = model_source(checkpoint, [Path(p) for p in ensemble], tta).load(dev).module
+        averaged = model_source(checkpoint, [Path(p) for p in ensemble], tta).load(dev).module
+        model = averaged  # type: ignore[assignment]  # a plain callable: evaluate_loader takes it
         temperature = 1.0
     ds = PatchDataset(source, split.subset(subset), split.patch_size)
     if len(ds) == 0:
@@ -244,9 +252,12 @@ def evaluate(
                 seen[...] = True
             return y
 
+    # the checkpoint's class scheme (the five CryoNet classes for older checkpoints)
+    names = tuple(str(c["name"]) for c in ckpt.get("classes") or []) or CLASS_NAMES
     metrics, _ = evaluate_loader(
-        model, loader, dev, num_classes=NUM_CLASSES, amp=amp, target_hook=hook
-    )
+        model, loader, dev, num_classes=len(names), class_names=names, amp=amp,
+        target_hook=hook,
+    )  # fmt: skip
     if out is not None:
         from cryonet.calibration import calibration_report
         from cryonet.report import plot_confusion_matrix
@@ -263,6 +274,7 @@ def evaluate(
         plot_confusion_matrix(
             metrics.confusion,
             Path(out) / "confusion_matrix.png",
+            classes=[ClassInfo(**c) for c in ckpt.get("classes") or []] or CLASSES,
             title=f"{label}: confusion matrix ({subset} patches)",
         )
     return metrics
