@@ -11,6 +11,8 @@ import xarray as xr
 import zarr
 from typer.testing import CliRunner
 
+import cryonet.checkpoint as checkpoint
+import cryonet.models as models
 from cryonet.cli import app
 from cryonet.infer import (
     PROBABILITY_SCALE,
@@ -22,9 +24,6 @@ from cryonet.infer import (
 from glacierstack.classes import class_table
 from glacierstack.grid import Grid
 from glacierstack.store import write_cube
-
-checkpoint = pytest.importorskip("cryonet.checkpoint")
-models = pytest.importorskip("cryonet.models")
 
 BANDS = ["B03", "B04", "B08", "coherence"]
 

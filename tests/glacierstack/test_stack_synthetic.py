@@ -9,10 +9,10 @@ import pytest
 import rasterio
 from rasterio.warp import Resampling, reproject
 
+import glacierstack.synthetic as synthetic
 from glacierstack.layers import ALL_LAYERS
 from glacierstack.stack import load_modalities
 
-synthetic = pytest.importorskip("glacierstack.synthetic")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::PendingDeprecationWarning")
 S2 = [b for b in ALL_LAYERS if b.startswith("B")]
 
