@@ -12,7 +12,6 @@ from glacierstack.inputs import ReadConfig
 from glacierstack.layers import ALL_LAYERS
 from glacierstack.stack import RasterLoader, StackstacLoader, load_modalities
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 S2 = [b for b in ALL_LAYERS if b.startswith("B")]
 #: metadata only: the recorded hrefs are remote, no file is opened
 META = ReadConfig(check_files=False)

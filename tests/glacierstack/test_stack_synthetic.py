@@ -13,7 +13,9 @@ import glacierstack.synthetic as synthetic
 from glacierstack.layers import ALL_LAYERS
 from glacierstack.stack import load_modalities
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::PendingDeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Use `@` matmul:PendingDeprecationWarning"
+)  # rasterio/odc-geo internals
 S2 = [b for b in ALL_LAYERS if b.startswith("B")]
 
 
