@@ -180,6 +180,25 @@ def _describe(outlines: Outlines | None) -> str | None:
     return f"<{type(outlines).__name__} with {len(outlines)} features>"
 
 
+def _open_catalog(catalog: Any, provider: Any = None) -> Any:
+    """``open_catalog``, with a JSON syntax error naming the catalog file it came from."""
+    import json
+
+    from glacierstack.catalog import open_catalog
+
+    try:
+        return open_catalog(catalog, provider)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"catalog {catalog} (or a file it links to) is not valid JSON: {err.msg} at line "
+            f"{err.lineno} column {err.colno}"
+        ) from err
+
+
+MIN_REGION_PIXELS = 8
+"""Smallest region side (pixels): the neighbourhood layers (terrain, texture) need windows."""
+
+
 def build_cube(
     catalog: Any,
     out: str | os.PathLike[str],
@@ -277,8 +296,6 @@ def build_cube(
     glacierstack.inputs.InputError
         An input file is unreadable (names the href) or contradicts its STAC metadata.
     """
-    from glacierstack.catalog import open_catalog
-
     if (bbox is None) == (grid is None):
         raise ValueError("give exactly one of bbox=... or grid=...")
     if chunk_size < 16:
@@ -293,6 +310,7 @@ def build_cube(
     storage.preflight(out, "cube", inputs=inputs)  # before any work: never an input, never foreign
     if grid is None:
         grid = Grid.from_bbox(bbox, bbox_crs=bbox_crs, resolution=resolution)  # type: ignore[arg-type]
+    grid.check_min_size(MIN_REGION_PIXELS)
     label_rules = label_rules or LabelRules()
     scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
     options = FeatureOptions(**dict(feature_options or {}))
@@ -303,7 +321,7 @@ def build_cube(
         truth_cat = None
         mods = list(modalities) if modalities is not None else list(catalog)
     else:
-        source = open_catalog(catalog, provider)
+        source = _open_catalog(catalog, provider)
         truth_cat = source
         if isinstance(modalities, Mapping):
             raise TypeError("a modalities mapping needs catalog to be a mapping too")
