@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from cryonet.evaluate import evaluate
+from cryonet.evaluation import evaluate
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 """Timed runs per variant (median); ``BENCH_REPEATS=1`` on a busy machine."""

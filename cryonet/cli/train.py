@@ -163,7 +163,7 @@ def compare(
 
 def _area_split(cube: str, out: str, areas: str, patch_size: int) -> Path:
     """Write the split of ``--split-areas`` next to the run (``split-areas.json``, local)."""
-    out = Path(out)  # type: ignore[assignment]
+    run_dir = Path(out)
     from cryonet.splitareas import split_from_areas
 
     if Path(areas).exists():
@@ -172,7 +172,7 @@ def _area_split(cube: str, out: str, areas: str, patch_size: int) -> Path:
         train_area, _, test_area = areas.partition("/")
         spec = {"train": train_area} | ({"test": test_area} if test_area else {})
     sp = split_from_areas(cube, spec, patch_size)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "split-areas.json"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "split-areas.json"
     sp.to_json(path)
     return path
