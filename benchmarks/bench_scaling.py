@@ -81,7 +81,8 @@ def child_cube(region: str, out: str, scheduler: str, threads: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     opts = RunnerOptions(scheduler, threads=threads, progress=False)
-    res: dict = {"scheduler": scheduler, "threads": threads, "tiles": _tiles(grid.shape)}
+    res: dict = {"scheduler": scheduler, "threads": threads, "tiles": _tiles(grid.shape),
+                 "area_km2": grid.area_km2}  # fmt: skip
     with dask_session(opts) as session:
         res["start_s"] = time.perf_counter() - t0
         client = session.client
@@ -244,24 +245,48 @@ def main() -> None:  # noqa: D103
     p.add_argument("--work", default="/tmp/bench_scaling")
     p.add_argument("--out", default="bench_scaling.json")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--parts", default="cube12,predict12,region50,graph",
+                   help="comma-separated subset of cube12,predict12,region50,graph")  # fmt: skip
     a = p.parse_args()
+    parts = set(a.parts.split(","))
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     reps = 1 if a.quick else a.repeats
     out: dict = {"load_before": list(__import__("os").getloadavg())}
     run("warm", "")  # fill the Numba on-disk cache once
+    ckpt = str(work / "tiny.pt")
+    run("checkpoint", ckpt)
+    if "cube12" in parts or "predict12" in parts:
+        out.update(part_12km(a.r12, work, reps, ckpt, "predict12" in parts))
+    if "region50" in parts and a.r50 and not a.quick:
+        out["region50"] = part_50km(a.r50, work, ckpt)
+    if "graph" in parts:
+        out["graph"] = []
+        for km in (25, 50, 100):
+            try:
+                out["graph"].append(run("graph", a.r50 or a.r12, str(km)))
+            except RuntimeError as e:  # recorded, not fatal
+                out["graph"].append({"km": km, "error": str(e)[-300:]})
+    out["load_after"] = list(__import__("os").getloadavg())
+    Path(a.out).write_text(json.dumps(out, indent=1, default=str))
+    print(json.dumps({k: v for k, v in out.items() if "ratio" in k or "speedup" in k}, indent=1))
+
+
+def part_12km(r12: str, work: Path, reps: int, ckpt: str, with_predict: bool) -> dict:
+    """Cube (and predict) on the 12 km region, schedulers interleaved back to back."""
+    out: dict = {}
     cubes: dict[str, list[dict]] = {k: [] for k in CUBE_CONFIGS}
     for _ in range(reps):  # interleaved, back to back
         for name, (sched, thr) in CUBE_CONFIGS.items():
-            cubes[name].append(run("cube", a.r12, str(work / f"c12-{name}.zarr"), sched, str(thr)))
+            cubes[name].append(run("cube", r12, str(work / f"c12-{name}.zarr"), sched, str(thr)))
             print(name, cubes[name][-1]["wall_s"], file=sys.stderr)
     out["cube12"] = cubes
     base = _median(cubes["threads"], "wall_s")
     out["cube12_ratio"] = {k: _median(v, "wall_s") / base for k, v in cubes.items()}
     out["cube12_identical"] = run("compare", str(work / "c12-threads.zarr"),
                                   str(work / "c12-local:2.zarr"))["identical"]  # fmt: skip
-    ckpt = str(work / "tiny.pt")
-    run("checkpoint", ckpt)
+    if not with_predict:
+        return out
     preds: dict[str, list[dict]] = {k: [] for k in PREDICT_CONFIGS}
     for _ in range(reps):
         for name, (sched, thr, tt) in PREDICT_CONFIGS.items():
@@ -273,27 +298,23 @@ def main() -> None:  # noqa: D103
     pm = {k: _median(v, "wall_s") for k, v in preds.items()}
     out["predict12_speedup_2v1"] = pm["local:1"] / pm["local:2"]
     out["predict12_ratio_to_threads"] = pm["local:2"] / pm["threads"]
-    if a.r50 and not a.quick:
-        big = {"cube_local2": run("cube", a.r50, str(work / "c50-l2.zarr"), "local:2", "1")}
-        big["cube_threads"] = run("cube", a.r50, str(work / "c50-th.zarr"), "threads", "2")
-        big["identical"] = run("compare", str(work / "c50-l2.zarr"), str(work / "c50-th.zarr"))
-        shutil.rmtree(work / "c50-th.zarr", ignore_errors=True)
-        big["predict"] = run("predict", ckpt, str(work / "c50-l2.zarr"), str(work / "m50.zarr"),
-                             "local:2", "1", "1")  # fmt: skip
-        big["export"] = run("export", str(work / "m50.zarr"), str(work))
-        km2_50, km2_12 = 2500.0, 144.0
-        big["s_per_km2"] = big["cube_local2"]["wall_s"] / km2_50
-        big["s_per_km2_12km"] = _median(cubes["local:2"], "wall_s") / km2_12
-        out["region50"] = big
-    out["graph"] = []
-    for km in (25, 50, 100):
-        try:
-            out["graph"].append(run("graph", a.r50 or a.r12, str(km)))
-        except RuntimeError as e:  # recorded, not fatal
-            out["graph"].append({"km": km, "error": str(e)[-300:]})
-    out["load_after"] = list(__import__("os").getloadavg())
-    Path(a.out).write_text(json.dumps(out, indent=1, default=str))
-    print(json.dumps({k: v for k, v in out.items() if "ratio" in k or "speedup" in k}, indent=1))
+    return out
+
+
+def part_50km(r50: str, work: Path, ckpt: str) -> dict:
+    """Cube (local:2 and threads, compared), predict and export on the 50 km region."""
+    big = {"cube_local2": run("cube", r50, str(work / "c50-l2.zarr"), "local:2", "1")}
+    print("cube50 local:2", big["cube_local2"]["wall_s"], file=sys.stderr)
+    big["cube_threads"] = run("cube", r50, str(work / "c50-th.zarr"), "threads", "2")
+    print("cube50 threads", big["cube_threads"]["wall_s"], file=sys.stderr)
+    big["identical"] = run("compare", str(work / "c50-l2.zarr"), str(work / "c50-th.zarr"))
+    shutil.rmtree(work / "c50-th.zarr", ignore_errors=True)
+    big["predict"] = run("predict", ckpt, str(work / "c50-l2.zarr"), str(work / "m50.zarr"),
+                         "local:2", "1", "1")  # fmt: skip
+    print("predict50", big["predict"]["wall_s"], file=sys.stderr)
+    big["export"] = run("export", str(work / "m50.zarr"), str(work))
+    big["s_per_km2_cube"] = big["cube_local2"]["wall_s"] / big["cube_local2"]["area_km2"]
+    return big
 
 
 def child_main(argv: list[str]) -> None:

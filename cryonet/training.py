@@ -28,16 +28,13 @@ process. The optimisation step itself is :class:`cryonet.engine.Trainer`.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
-from importlib import resources
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,11 +48,9 @@ from cryonet.data import (
     PatchDataset,
     PatchSampler,
     PatchSplit,
-    SplitConfig,
     batch_loader,
     class_counts,
     class_weights,
-    make_split,
 )
 from cryonet.engine import (
     Dist,
@@ -67,13 +62,23 @@ from cryonet.engine import (
     seed_everything,
     set_rng_state,
 )
+from cryonet.rundir import (
+    atomic_save,
+    best_val_miou,
+    check_resume_config,
+    plot_curves,
+    prepare_split,
+    write_logs,
+)
+from cryonet.train_config import TrainConfig, build_model, load_config
 from glacierstack import storage
-from glacierstack.classes import CLASS_NAMES, NODATA_LABEL, NUM_CLASSES
+from glacierstack.classes import CLASS_NAMES, NODATA_LABEL
 from glacierstack.provenance import location_ref
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "best_val_miou",
     "build_model",
     "load_config",
     "train",
@@ -85,224 +90,7 @@ BEST = "checkpoints/best.pt"
 RESUME = "checkpoints/resume.pt"
 
 
-# ----------------------------------------------------------------------------- config
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run (defaults: the paper's recipe)."""
-
-    model: str = "cryonet"
-    """Architecture or preset name of :mod:`cryonet.models` (e.g. ``cryonet``, ``cryonet-tiny``)."""
-    encoder: str | None = None
-    """Encoder name; ``None``: the preset's encoder, or the architecture's default (ResNet-101
-    for ``cryonet``, the paper's)."""
-    model_options: dict[str, Any] = field(default_factory=dict)
-    """Extra keyword options of the architecture (e.g. ``decoder_channels``;
-    ``deep_supervision: true`` trains CryoNet's auxiliary heads too, the loss averaged over the
-    four outputs)."""
-    patch_size: int = 256
-    """Patch edge in pixels."""
-    overlap: int = 0
-    """Pixels shared by neighbouring patch windows."""
-    split: Literal["random", "blocked"] = "random"
-    """Random patch split (paper) or spatially blocked split."""
-    block_size: int = 1024
-    """Block edge (pixels) of the blocked split."""
-    test_fraction: float = 0.2
-    """Share of patches in the test set (paper: 0.2)."""
-    val_fraction: float = 0.1
-    """Share of patches, taken from the training 80 %, used to select the best checkpoint."""
-    min_valid_fraction: float = 0.05
-    """Patches with fewer labelled pixels are dropped."""
-    epochs: int = 100
-    """Number of epochs."""
-    batch_size: int = 16
-    """Patches per optimizer step (per process under torchrun)."""
-    lr: float = 3e-4
-    """Adam learning rate."""
-    weight_decay: float = 1e-4
-    """Adam weight decay (L2)."""
-    scheduler: Literal["constant", "cosine", "onecycle"] = "constant"
-    """Learning-rate schedule, stepped per optimizer step (paper: constant)."""
-    class_weighting: Literal["inverse", "sqrt_inverse", "median", "none"] = "inverse"
-    """Class-frequency weights of the cross-entropy, from the training patches."""
-    augment: bool = False
-    """Random flips / 90-degree rotations of training patches."""
-    grad_clip: float | None = None
-    """Clip the global gradient norm to this value."""
-    amp: bool = True
-    """Mixed precision (bfloat16, or float16 with loss scaling) on CUDA; ignored on CPU."""
-    steps_per_epoch: int | None = None
-    """Cap the optimizer steps per epoch (``None``: one pass over the training patches)."""
-    num_workers: int = 2
-    """DataLoader worker processes."""
-    cache: Literal["auto", "memory", "zarr"] = "auto"
-    """How patches are read, see :class:`cryonet.data.CubeSource`."""
-    checkpoint_every_steps: int = 0
-    """Also write the resume state every N optimizer steps (0: only at epoch ends)."""
-    seed: int = 0
-    """Seed of the split, the sample order, augmentation and the model initialisation."""
-    device: str = "auto"
-    """``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1`` ..."""
-    threads: int | None = None
-    """torch intra-op CPU threads (``None``: torch's default, one per core)."""
-    calibrate: bool = True
-    """Fit temperature scaling on the validation patches at the end and store it in the best
-    checkpoint (:func:`cryonet.calibration.calibrate_checkpoint`)."""
-
-    def split_config(self) -> SplitConfig:
-        """Return the :class:`cryonet.data.SplitConfig` part of this config."""
-        return SplitConfig(
-            patch_size=self.patch_size,
-            overlap=self.overlap,
-            test_fraction=self.test_fraction,
-            val_fraction=self.val_fraction,
-            method=self.split,
-            block_size=self.block_size,
-            min_valid_fraction=self.min_valid_fraction,
-            seed=self.seed,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (YAML/JSON/checkpoint friendly)."""
-        return json.loads(json.dumps(asdict(self)))
-
-
-def load_config(source: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:
-    """Read a :class:`TrainConfig` from YAML (``yaml.safe_load``) and apply overrides.
-
-    Parameters
-    ----------
-    source
-        A YAML file, or the name of a bundled preset (``"paper"``, ``"cpu"``); ``None``: the
-        dataclass defaults (= ``paper``).
-    **overrides
-        Field values replacing the file's (``None`` values are ignored).
-
-    Raises
-    ------
-    ValueError
-        For unknown keys, naming them and the file.
-    """
-    data: dict[str, Any] = {}
-    where = "defaults"
-    if source is not None:
-        path = Path(source)
-        if not path.exists() and not str(source).endswith((".yaml", ".yml")):
-            text = resources.files("cryonet").joinpath("configs", f"{source}.yaml")
-            if not text.is_file():
-                raise FileNotFoundError(
-                    f"config {source!r} is neither a file nor a bundled preset (paper, cpu)"
-                )
-            where = f"preset {source}"
-            data = yaml.safe_load(text.read_text()) or {}
-        else:
-            where = str(path)
-            data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"config {where} must be a mapping, got {type(data).__name__}")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    names = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"unknown training option(s) {unknown} in {where}; known: {sorted(names)}")
-    return TrainConfig(**data)
-
-
 # ----------------------------------------------------------------------------- model, files
-def build_model(config: TrainConfig, in_channels: int, num_classes: int = NUM_CLASSES) -> nn.Module:
-    """Create the configured model from the :mod:`cryonet.models` registry."""
-    from cryonet.models import create_model
-
-    return create_model(
-        config.model, in_channels, num_classes, encoder=config.encoder, **config.model_options
-    )
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _check_resume_config(saved: Mapping[str, Any], config: TrainConfig, path: Path) -> None:
-    mine = config.to_dict()
-    allowed = {
-        "epochs", "num_workers", "device", "checkpoint_every_steps", "cache", "threads",
-        "calibrate",
-    }  # fmt: skip
-    diff = sorted(k for k in mine if k not in allowed and saved.get(k) != mine[k])
-    if diff:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in diff)
-        raise ValueError(
-            f"cannot resume {path}: the config differs in {details}; "
-            "use a new run directory or resume=False"
-        )
-
-
-def _plot_curves(history: Sequence[Mapping[str, Any]], path: Path) -> None:
-    from cryonet._plot import subplots
-
-    ep = [h["epoch"] for h in history]
-    fig, (a, b) = subplots(1, 2, figsize=(9, 3.4))
-    a.plot(ep, [h["train_loss"] for h in history], label="train")
-    a.plot(ep, [h["val_loss"] for h in history], label="validation")
-    a.set_xlabel("epoch")
-    a.set_ylabel("weighted cross-entropy")
-    a.legend()
-    b.plot(ep, [h["val_miou"] for h in history], label="val mIoU")
-    b.plot(ep, [h["val_overall_accuracy"] for h in history], label="val overall accuracy")
-    b.set_xlabel("epoch")
-    b.set_ylim(0, 1)
-    b.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-def _write_logs(run: Path, history: list[dict[str, Any]], summary: Mapping[str, Any]) -> None:
-    if not history:
-        return
-    keys = list(history[0])
-    tmp = run / "metrics.csv.tmp"
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
-    os.replace(tmp, run / "metrics.csv")
-    tmp = run / "metrics.json.tmp"
-    tmp.write_text(json.dumps({"summary": dict(summary), "epochs": history}, indent=1))
-    os.replace(tmp, run / "metrics.json")
-
-
-def _prepare_split(
-    run: Path,
-    source: CubeSource,
-    config: TrainConfig,
-    split: PatchSplit | str | os.PathLike[str] | None,
-    main: bool,
-) -> PatchSplit:
-    path = run / SPLIT_FILE
-    if path.exists():
-        sp = PatchSplit.from_json(path)
-    elif split is not None:
-        sp = split if isinstance(split, PatchSplit) else PatchSplit.from_json(split)
-    else:
-        sp = make_split(source, config.split_config())
-    sp.check_cube(source)
-    if sp.patch_size != config.patch_size:
-        raise ValueError(
-            f"split {path} has {sp.patch_size}-px patches but the config asks for "
-            f"{config.patch_size}"
-        )
-    if main and not path.exists():
-        sp.to_json(path)
-    return sp
-
-
 def _loader(
     dataset: PatchDataset,
     sampler: PatchSampler,
@@ -322,12 +110,6 @@ def _loader(
         # own generator: creating the iterator must not consume the global torch RNG
         generator=torch.Generator().manual_seed(seed),
     )
-
-
-def best_val_miou(history: Sequence[Mapping[str, Any]]) -> float | None:
-    """Best finite validation mIoU of a run's epochs, ``None`` when none was measured."""
-    values = [float(h["val_miou"]) for h in history if math.isfinite(float(h["val_miou"]))]
-    return max(values) if values else None
 
 
 def _calibrate_best(
@@ -435,7 +217,7 @@ class _Run:
                 "running": list(prog.running),
             },
         }
-        _atomic_save(state, self.dir / RESUME)
+        atomic_save(state, self.dir / RESUME)
         if step == 0:
             self.checkpoint(LAST, epoch, metrics)
 
@@ -443,7 +225,7 @@ class _Run:
         """Restore model, trainer and RNG states from ``path``; return the run's progress."""
         state = torch.load(path, map_location="cpu", weights_only=True)
         ts = state["train_state"]
-        _check_resume_config(ts["config"], self.config, path)
+        check_resume_config(ts["config"], self.config, path)
         self.model.load_state_dict(state["state_dict"])
         self.trainer.load_state_dict(ts)
         prog = _Progress(
@@ -473,14 +255,8 @@ def _setup(
     dist = init_distributed(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if dist.main:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    if dist.active:
-        torch.distributed.barrier()
-
     source = CubeSource(cube, cache=config.cache)
-    sp = _prepare_split(run, source, config, split, dist.main)
+    sp = prepare_split(run, source, config, split, main=False)
     n_cls = len(_class_names(source))  # the cube's class scheme (five classes by default)
     counts = class_counts(source, sp.subset("train"), sp.patch_size, n_cls)
     weights = torch.as_tensor(class_weights(counts, config.class_weighting), device=device)
@@ -499,6 +275,15 @@ def _setup(
             f"{len(train_ds)} training patches over {dist.world_size} process(es) do not fill "
             f"one batch of {config.batch_size}; lower batch_size or patch_size"
         )
+    # the run folder is written only now that the inputs are known to fit (no debris)
+    if dist.main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        sp_path = run / SPLIT_FILE
+        if not sp_path.exists():
+            sp.to_json(sp_path)
+    if dist.active:
+        torch.distributed.barrier()
     steps_per_epoch = min(full_steps, config.steps_per_epoch or full_steps)
     trainer = Trainer(
         model, nn.CrossEntropyLoss(weight=weights, ignore_index=NODATA_LABEL), device,
@@ -623,7 +408,7 @@ def _end_epoch(
     r.save_resume(prog, epoch + 1, 0, metrics)
     if r.dist.main:
         summary = {"best_val_miou": best_val_miou(prog.history), "cube": location_ref(r.cube)}
-        _write_logs(r.dir, prog.history, summary)
+        write_logs(r.dir, prog.history, summary)
 
 
 def train(
@@ -685,7 +470,7 @@ def train(
         train_loss = _train_epoch(r, prog, epoch, progress, on_step)
         _end_epoch(r, prog, epoch, train_loss, time.perf_counter() - t0, progress)
     if r.dist.main and prog.history:
-        _plot_curves(prog.history, r.dir / "curves.png")
+        plot_curves(prog.history, r.dir / "curves.png")
     if r.dist.main and config.calibrate and len(r.val_ds) and (r.dir / BEST).exists():
         _calibrate_best(r.model, r.dir / BEST, r.val_loader, r.device)
     if r.dist.active:

@@ -225,8 +225,8 @@ class PCASample:
         Side in pixels of the window read in each cell.
     """
 
-    cells: int = 8
-    window: int = 32
+    cells: int = 4
+    window: int = 64
 
     def __post_init__(self) -> None:
         if self.cells < 1 or self.window < 1:
@@ -584,7 +584,7 @@ def glcm_texture(
     off = np.asarray(p.offsets, dtype=np.int64)
     if tuple(props) == ("dissimilarity",):
         args: tuple[Any, ...] = (p.window, p.levels, *p.value_range, off)
-        kernel = _single_as_stack(glcm_dissimilarity)
+        kernel = _dissimilarity_stack
     else:
         codes = np.array([GLCM_PROPERTIES.index(n) for n in props], dtype=np.int64)
         args = (p.window, p.levels, *p.value_range, off, codes, bool(symmetric))
@@ -600,13 +600,9 @@ def glcm_texture(
     return out.rename({"output": "property"})
 
 
-def _single_as_stack(kernel: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-    def stacked(*a: Any) -> np.ndarray:
-        return kernel(*a)[None]
-
-    stacked.__name__ = kernel.__name__
-    stacked.__module__ = kernel.__module__
-    return stacked
+def _dissimilarity_stack(*a: Any) -> np.ndarray:
+    """GLCM dissimilarity with a leading property axis (module level: shipped by reference)."""
+    return glcm_dissimilarity(*a)[None]
 
 
 def _velocity(ctx: FeatureContext) -> xr.DataArray:

@@ -114,17 +114,23 @@ def _split(s: slice, n: int) -> tuple[int, ...]:
     return tuple(k for k in (s.start, s.stop - s.start, n - s.stop) if k > 0)
 
 
-def _window_moments(
-    reads: ReadPlan, grid: Grid, rows: slice, cols: slice, bands: tuple[str, ...]
-) -> Any:
-    raw = read_window(reads, grid, rows, cols)
-    return _block_moments(np.asarray(_stack_bands(raw, bands).values))
+def _row_moments(
+    reads: ReadPlan, grid: Grid, rows: slice, cols: list[slice], bands: tuple[str, ...]
+) -> list[Any]:
+    """Moments of the sample windows of one row of cells (one read graph, each window a chunk)."""
+    h, w = grid.shape
+    edges = sorted({0, w, *(c.start for c in cols), *(c.stop for c in cols)})
+    chunks = (_split(rows, h), tuple(b - a for a, b in zip(edges[:-1], edges[1:], strict=True)))
+    raw = read_plan(reads, grid, chunks=chunks).isel(y=rows)
+    windows = [_stack_bands(raw.isel(x=c), bands) for c in cols]
+    values = dask.compute(*[win.data for win in windows], scheduler="sync")
+    return [_block_moments(np.asarray(v)) for v in values]
 
 
 def fit_pca_windows(
     reads: ReadPlan, grid: Grid, bands: tuple[str, ...], sample: PCASample, session: Any
 ) -> PCAFit:
-    """Fit the PCA of the optical ``bands`` on a stratified sample, one read task per window.
+    """Fit the PCA of the optical ``bands`` on a stratified sample, one read task per row.
 
     Reads at most ``sample.cells² · sample.window²`` pixels, so its cost and memory do not
     grow with the region. Gives the fit :func:`~glacierstack.features.fit_pca` computes with
@@ -132,9 +138,12 @@ def fit_pca_windows(
     """
     optical = tuple(a for a in reads.acquisitions if {b.name for b in a.bands} & set(bands))
     only = replace(reads, acquisitions=optical)
-    task = dask.delayed(_window_moments, pure=True)
-    parts = [task(only, grid, ys, xs, bands) for ys, xs in sample.windows(grid.shape)]
-    moments = session.compute(*parts)
+    rows: dict[tuple[int, int], list[slice]] = {}
+    for ys, xs in sample.windows(grid.shape):  # row-major: rows of cells, in order
+        rows.setdefault((ys.start, ys.stop), []).append(xs)
+    task = dask.delayed(_row_moments, pure=True)
+    parts = [task(only, grid, slice(*r), cols, bands) for r, cols in rows.items()]
+    moments = [m for row in session.compute(*parts) for m in row]
     return pca_from_moments(moments, bands, 3, sample.describe())
 
 

@@ -72,6 +72,8 @@ def parse_tta(spec: str | Sequence[int] | None) -> tuple[int, ...]:
 class AveragedModule(nn.Module):
     """Average the probabilities of several models over several dihedral transforms.
 
+    ``forward`` returns the log of the averaged probabilities.
+
     Parameters
     ----------
     members
@@ -83,8 +85,6 @@ class AveragedModule(nn.Module):
         member's own normalisation (``None``: identical statistics).
     transforms
         Dihedral codes (see :data:`DIHEDRAL`).
-
-    ``forward`` returns the log of the averaged probabilities.
     """
 
     def __init__(

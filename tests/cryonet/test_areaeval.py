@@ -59,8 +59,8 @@ def test_area_split_and_forest_baseline(tmp_path):
     import rasterio
 
     from cryonet.baseline import BaselineConfig, train_baseline
-    from cryonet.data import write_toy_cube
     from cryonet.splitareas import split_from_areas
+    from cryonet.testing import write_toy_cube
     from glacierstack.store import open_cube
 
     cube = write_toy_cube(tmp_path / "toy.zarr", (64, 96), 3, chunks=32)

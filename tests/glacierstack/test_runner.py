@@ -100,3 +100,20 @@ def test_local_cluster_applies_worker_settings_and_compiles_nothing_in_tasks(tmp
     assert compiled_after == compiled_at_start  # kernels came warm: no compile inside a task
     assert len(seen) == 9
     assert (tmp_path / "report.html").stat().st_size > 1000
+
+
+def test_kernels_travel_by_import_path_not_by_value():
+    import cloudpickle
+
+    from glacierstack.dispatch import KernelRef, kernel_ref
+
+    assert kernel_ref(glcm_dissimilarity) == KernelRef(
+        "glacierstack.kernels.glcm", "glcm_dissimilarity"
+    )
+    arr = da.zeros((32, 32), chunks=16, dtype=np.float32)
+    lazy = apply_kernel(glcm_dissimilarity, arr, depth=3, args=(7, 8, 0.0, 1.0, np.zeros((1, 2))))
+    graph = cloudpickle.dumps(dict(lazy.__dask_graph__()))
+    by_value = cloudpickle.dumps(glcm_dissimilarity)  # the Numba dispatcher with its bytecode
+    assert b"numba.core.serialize" in by_value
+    assert b"glacierstack.kernels.glcm" in graph
+    assert b"numba.core.serialize" not in graph  # no task carries a dispatcher by value

@@ -73,3 +73,20 @@ def test_unfinished_store_is_not_verified_as_intact(tmp_path):
     with pytest.raises(IncompleteCubeError):
         open_cube(path)
     assert not verify(path).ok
+
+
+def test_unwritten_mosaic_chunks_read_as_nodata_in_plain_xarray(tmp_path):
+    import xarray as xr
+
+    from cryonet.infer.mosaic import create_store
+    from glacierstack.classes import class_table
+    from glacierstack.storage import claim
+
+    from .conftest import GRID
+
+    c = claim(tmp_path / "m.zarr", "mosaic", {"model": "x"})
+    create_store(c, GRID, class_table(), 32, {"run": {"model": "x"}, "complete": False})
+    ds = xr.open_zarr(tmp_path / "m.zarr")  # a plain reader, CF decoding on
+    assert bool(ds.classes.isnull().all()) and bool(ds.probabilities.isnull().all())
+    raw = xr.open_zarr(tmp_path / "m.zarr", mask_and_scale=False)
+    assert int(raw.classes.min()) == 255 and int(raw.probabilities.min()) == 255
