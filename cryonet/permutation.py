@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from glacierstack.classes import CLASS_NAMES, NODATA_LABEL
+from glacierstack.classes import CLASS_NAMES, NODATA_LABEL, check_same_classes
 from glacierstack.provenance import location_ref
 
 ShuffleMode = Literal["samples", "pixels"]
@@ -534,9 +534,16 @@ def importance_from_checkpoint(
     from cryonet.checkpoint import load_model
     from cryonet.data import SPLIT_FILE, CubeSource, PatchSplit, SplitConfig, make_split
 
+    for name, value in (("patch_size", patch_size), ("repeats", repeats),
+                        ("batch_size", batch_size), ("top", top)):  # fmt: skip
+        if value < (8 if name == "patch_size" else 1):
+            raise ValueError(f"{name} must be >= {8 if name == 'patch_size' else 1}, got {value}")
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1 (or unset), got {max_samples}")
     checkpoint, cube = Path(checkpoint), Path(cube)
     model, meta = load_model(checkpoint, map_location=device)
     source = CubeSource(cube, bands=meta["bands"])  # the one band rule: by name
+    check_same_classes(meta["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {cube}")
     if split is not None:
         sp_path = Path(split)
         sp_path = sp_path / SPLIT_FILE if sp_path.is_dir() else sp_path

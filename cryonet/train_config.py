@@ -86,6 +86,50 @@ class TrainConfig:
     """Fit temperature scaling on the validation patches at the end and store it in the best
     checkpoint (:func:`cryonet.calibration.calibrate_checkpoint`)."""
 
+    def __post_init__(self) -> None:
+        """Refuse values that cannot work, naming the option (before any work or output)."""
+        at_least = {
+            "patch_size": (self.patch_size, 8),
+            "epochs": (self.epochs, 1),
+            "batch_size": (self.batch_size, 1),
+            "block_size": (self.block_size, 1),
+            "num_workers": (self.num_workers, 0),
+            "checkpoint_every_steps": (self.checkpoint_every_steps, 0),
+            "overlap": (self.overlap, 0),
+        }
+        if self.threads is not None:
+            at_least["threads"] = (self.threads, 1)
+        if self.steps_per_epoch is not None:
+            at_least["steps_per_epoch"] = (self.steps_per_epoch, 1)
+        for name, (value, lo) in at_least.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+                raise ValueError(
+                    f"training option {name} must be an integer >= {lo}, got {value!r}"
+                )
+        if self.overlap >= self.patch_size:
+            raise ValueError(
+                f"training option overlap must be < patch_size={self.patch_size}, got "
+                f"{self.overlap}"
+            )
+        if not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ValueError(f"training option lr must be a positive number, got {self.lr!r}")
+        for name in ("test_fraction", "val_fraction", "min_valid_fraction"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 <= value < 1):
+                raise ValueError(f"training option {name} must be in [0, 1), got {value!r}")
+        choices = {
+            "split": ("random", "blocked"),
+            "scheduler": ("constant", "cosine", "onecycle"),
+            "class_weighting": ("inverse", "sqrt_inverse", "median", "none"),
+            "cache": ("auto", "memory", "zarr"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"training option {name} must be one of {list(allowed)}, got "
+                    f"{getattr(self, name)!r}"
+                )
+
     def split_config(self) -> SplitConfig:
         """Return the :class:`cryonet.data.SplitConfig` part of this config."""
         return SplitConfig(
@@ -102,6 +146,14 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML/JSON/checkpoint friendly)."""
         return json.loads(json.dumps(asdict(self)))
+
+
+def _read_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:  # also refuses !!python tags (safe_load)
+        detail = " ".join(str(err).split())
+        raise ValueError(f"config {where} is not valid YAML: {detail}") from err
 
 
 def load_config(source: str | os.PathLike[str] | None = None, **overrides: Any) -> TrainConfig:
@@ -131,10 +183,12 @@ def load_config(source: str | os.PathLike[str] | None = None, **overrides: Any) 
                     f"config {source!r} is neither a file nor a bundled preset (paper, cpu)"
                 )
             where = f"preset {source}"
-            data = yaml.safe_load(text.read_text()) or {}
+            data = _read_yaml(text.read_text(), where)
         else:
             where = str(path)
-            data = yaml.safe_load(path.read_text()) or {}
+            if not path.is_file():
+                raise FileNotFoundError(f"config file {path} does not exist")
+            data = _read_yaml(path.read_text(), where)
         if not isinstance(data, dict):
             raise ValueError(f"config {where} must be a mapping, got {type(data).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})

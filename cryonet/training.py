@@ -43,6 +43,7 @@ from torch import nn
 
 from cryonet.checkpoint import load_checkpoint, save_checkpoint
 from cryonet.data import (
+    SPLIT_FILE,
     CubeSource,
     PatchDataset,
     PatchSampler,
@@ -254,14 +255,8 @@ def _setup(
     dist = init_distributed(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if dist.main:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    if dist.active:
-        torch.distributed.barrier()
-
     source = CubeSource(cube, cache=config.cache)
-    sp = prepare_split(run, source, config, split, dist.main)
+    sp = prepare_split(run, source, config, split, main=False)
     n_cls = len(_class_names(source))  # the cube's class scheme (five classes by default)
     counts = class_counts(source, sp.subset("train"), sp.patch_size, n_cls)
     weights = torch.as_tensor(class_weights(counts, config.class_weighting), device=device)
@@ -280,6 +275,15 @@ def _setup(
             f"{len(train_ds)} training patches over {dist.world_size} process(es) do not fill "
             f"one batch of {config.batch_size}; lower batch_size or patch_size"
         )
+    # the run folder is written only now that the inputs are known to fit (no debris)
+    if dist.main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        sp_path = run / SPLIT_FILE
+        if not sp_path.exists():
+            sp.to_json(sp_path)
+    if dist.active:
+        torch.distributed.barrier()
     steps_per_epoch = min(full_steps, config.steps_per_epoch or full_steps)
     trainer = Trainer(
         model, nn.CrossEntropyLoss(weight=weights, ignore_index=NODATA_LABEL), device,

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from glacierstack.classes import NODATA_LABEL
+from glacierstack.classes import NODATA_LABEL, check_same_classes
 
 __all__ = [
     "FinetuneConfig",
@@ -80,7 +80,16 @@ class FinetuneConfig:
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("batch sizes must be >= 1")
+            raise ValueError(
+                f"batch sizes must be >= 1, got batch_size={self.batch_size}, "
+                f"eval_batch_size={self.eval_batch_size}"
+            )
+        if self.patch_size < 8:
+            raise ValueError(f"patch_size must be >= 8 pixels, got {self.patch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if self.normalization not in ("checkpoint", "target"):
             raise ValueError(
                 f"normalization must be 'checkpoint' or 'target', got {self.normalization!r}"
@@ -182,7 +191,7 @@ def _decoder_parameters(model: Any) -> list[Any]:
 
 
 def _write_tables(result_df: Any, out: Path) -> dict[str, Path]:
-    from cryonet.report import markdown_table
+    from cryonet.tables import markdown_table
 
     csv = out / "transfer_metrics.csv"
     md = out / "transfer_metrics.md"
@@ -243,13 +252,16 @@ def finetune(
 
     cfg = config or FinetuneConfig()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     checkpoint, target_cube = Path(checkpoint), Path(target_cube)
     device = torch.device(cfg.device)
     model, meta = load_model(checkpoint, map_location=device)
     # the one band rule: the checkpoint's bands by name, in its order
     stats = (meta["mean"], meta["std"]) if cfg.normalization == "checkpoint" else None
     source = CubeSource(target_cube, bands=meta["bands"], stats=stats)
+    check_same_classes(
+        meta["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {target_cube}"
+    )
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to fit
     class_names = [str(c["name"]) for c in meta["classes"]]
     split = make_split(
         source,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dask.base import tokenize
 
 from glacierstack import storage
 from glacierstack.features import FeatureOptions, PCASample
@@ -180,6 +181,25 @@ def _describe(outlines: Outlines | None) -> str | None:
     return f"<{type(outlines).__name__} with {len(outlines)} features>"
 
 
+def _open_catalog(catalog: Any, provider: Any = None) -> Any:
+    """``open_catalog``, with a JSON syntax error naming the catalog file it came from."""
+    import json
+
+    from glacierstack.catalog import open_catalog
+
+    try:
+        return open_catalog(catalog, provider)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"catalog {catalog} (or a file it links to) is not valid JSON: {err.msg} at line "
+            f"{err.lineno} column {err.colno}"
+        ) from err
+
+
+MIN_REGION_PIXELS = 8
+"""Smallest region side (pixels): the neighbourhood layers (terrain, texture) need windows."""
+
+
 def build_cube(
     catalog: Any,
     out: str | os.PathLike[str],
@@ -195,7 +215,7 @@ def build_cube(
     label_rules: LabelRules | None = None,
     scheme: str | ClassScheme = "cryonet5",
     modalities: Sequence[str] | Mapping[str, Any] | None = None,
-    feature_options: Mapping[str, Any] | None = None,
+    feature_options: FeatureOptions | None = None,
     chunk_size: int = 512,
     overwrite: bool = False,
     progress: bool = True,
@@ -240,8 +260,9 @@ def build_cube(
         Modality names to load (default: those the layers need), or a mapping
         ``{modality: catalog}``.
     feature_options
-        Extra keyword arguments of :func:`glacierstack.features.compute_features`
-        (``glcm``, ``coherence_window``, ``edges``, ``flat_aspect``, ``pca``).
+        A :class:`~glacierstack.features.FeatureOptions` (GLCM, coherence window, edges, flat
+        aspect, PCA); default ``FeatureOptions()``. Its Dask token is part of the build's
+        request: a resumed build must use equal options.
     chunk_size
         Spatial chunk (and Zarr tile) size in pixels.
     overwrite
@@ -277,8 +298,6 @@ def build_cube(
     glacierstack.inputs.InputError
         An input file is unreadable (names the href) or contradicts its STAC metadata.
     """
-    from glacierstack.catalog import open_catalog
-
     if (bbox is None) == (grid is None):
         raise ValueError("give exactly one of bbox=... or grid=...")
     if chunk_size < 16:
@@ -293,9 +312,10 @@ def build_cube(
     storage.preflight(out, "cube", inputs=inputs)  # before any work: never an input, never foreign
     if grid is None:
         grid = Grid.from_bbox(bbox, bbox_crs=bbox_crs, resolution=resolution)  # type: ignore[arg-type]
+    grid.check_min_size(MIN_REGION_PIXELS)
     label_rules = label_rules or LabelRules()
     scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
-    options = FeatureOptions(**dict(feature_options or {}))
+    options = feature_options or FeatureOptions()
     skipped: dict[str, str] = {}
     if isinstance(catalog, Mapping):
         names = resolve_layers(layers)  # type: ignore[arg-type]
@@ -303,7 +323,7 @@ def build_cube(
         truth_cat = None
         mods = list(modalities) if modalities is not None else list(catalog)
     else:
-        source = open_catalog(catalog, provider)
+        source = _open_catalog(catalog, provider)
         truth_cat = source
         if isinstance(modalities, Mapping):
             raise TypeError("a modalities mapping needs catalog to be a mapping too")
@@ -360,7 +380,7 @@ def build_cube(
             "outlines",
             "class_scheme",
         )
-    } | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
+    } | {"layers": list(names), "modalities": mods, "feature_options": tokenize(options)}
     with ensure_session(runner or RunnerOptions(progress=progress)) as session:
         if needs_pca(names, options) and options.pca is None:
             optical = tuple(b for b in S2_BANDS if b in raw.data_vars)

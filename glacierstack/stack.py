@@ -12,7 +12,6 @@ naming happen here, so another loader (odc-stac) only has to implement one metho
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -171,11 +170,17 @@ def _on_grid(arr: xr.DataArray, grid: Grid) -> xr.DataArray:
 
 # ---------------------------------------------------------------------------- helpers
 def _mosaic(arr: xr.DataArray) -> xr.DataArray:
-    """First valid (non-NaN) value along ``time`` (items are ordered best first)."""
+    """First valid (non-NaN) value along ``time`` (items are ordered best first).
+
+    :func:`stackstac.mosaic` with ``reverse=True`` (first on top): one Dask reduction that
+    stops reading lower layers of a chunk once it is complete.
+    """
+    import stackstac
+
     if arr.sizes["time"] == 1:
         return arr.isel(time=0, drop=True)
-    slices = [arr.isel(time=i, drop=True) for i in range(arr.sizes["time"])]
-    return functools.reduce(lambda acc, nxt: acc.where(~acc.isnull(), nxt), slices)
+    out = stackstac.mosaic(arr, dim="time", reverse=True, nodata=np.nan)
+    return out.drop_vars([c for c in out.coords if "time" in out[c].dims], errors="ignore")
 
 
 def _encoding_arrays(
