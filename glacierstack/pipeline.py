@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dask.base import tokenize
 
 from glacierstack import storage
 from glacierstack.features import FeatureOptions, PCASample
@@ -214,7 +215,7 @@ def build_cube(
     label_rules: LabelRules | None = None,
     scheme: str | ClassScheme = "cryonet5",
     modalities: Sequence[str] | Mapping[str, Any] | None = None,
-    feature_options: Mapping[str, Any] | None = None,
+    feature_options: FeatureOptions | None = None,
     chunk_size: int = 512,
     overwrite: bool = False,
     progress: bool = True,
@@ -259,8 +260,9 @@ def build_cube(
         Modality names to load (default: those the layers need), or a mapping
         ``{modality: catalog}``.
     feature_options
-        Extra keyword arguments of :func:`glacierstack.features.compute_features`
-        (``glcm``, ``coherence_window``, ``edges``, ``flat_aspect``, ``pca``).
+        A :class:`~glacierstack.features.FeatureOptions` (GLCM, coherence window, edges, flat
+        aspect, PCA); default ``FeatureOptions()``. Its Dask token is part of the build's
+        request: a resumed build must use equal options.
     chunk_size
         Spatial chunk (and Zarr tile) size in pixels.
     overwrite
@@ -313,7 +315,7 @@ def build_cube(
     grid.check_min_size(MIN_REGION_PIXELS)
     label_rules = label_rules or LabelRules()
     scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
-    options = FeatureOptions(**dict(feature_options or {}))
+    options = feature_options or FeatureOptions()
     skipped: dict[str, str] = {}
     if isinstance(catalog, Mapping):
         names = resolve_layers(layers)  # type: ignore[arg-type]
@@ -378,7 +380,7 @@ def build_cube(
             "outlines",
             "class_scheme",
         )
-    } | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
+    } | {"layers": list(names), "modalities": mods, "feature_options": tokenize(options)}
     with ensure_session(runner or RunnerOptions(progress=progress)) as session:
         if needs_pca(names, options) and options.pca is None:
             optical = tuple(b for b in S2_BANDS if b in raw.data_vars)

@@ -7,7 +7,9 @@ namespace; shell blocks run with ``bash -euo pipefail`` and this interpreter's `
 
 * ``<!-- test: skip REASON -->``: not run (a reason is required: network, a GPU, a cluster...);
 * ``<!-- test: slow -->``: run only by the ``slow`` test of the file (``make test-slow``),
-  together with everything before it.
+  together with everything before it;
+* ``<!-- test: fresh -->`` (also ``slow fresh``): run in a new empty working directory, for a
+  block that is an alternative to the ones before it (the quickstart's Python after its CLI).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 LANGS = {"bash": "shell", "sh": "shell", "shell": "shell", "console": "shell", "python": "python"}
 _FENCE = re.compile(r"^```\s*([A-Za-z]+)?\s*$")
-_MARK = re.compile(r"^<!--\s*test:\s*(skip|slow)\b\s*(.*?)\s*-->\s*$")
+_MARK = re.compile(r"^<!--\s*test:\s*(skip|slow|fresh)\b\s*(.*?)\s*-->\s*$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,11 @@ class Block:
     code: str
     mark: str = ""
     reason: str = ""
+
+    @property
+    def fresh(self) -> bool:
+        """Run in a new empty working directory."""
+        return self.mark == "fresh" or (self.mark == "slow" and self.reason == "fresh")
 
     @property
     def where(self) -> str:
@@ -135,7 +142,11 @@ def _run_file(path: Path, cwd: Path, monkeypatch, include_slow: bool) -> int:
         monkeypatch.setenv(k, v)
     ns: dict = {"__name__": "__docs__"}
     try:
-        for b in todo:
+        for i, b in enumerate(todo):
+            if b.fresh:
+                cwd = cwd / f"fresh-{i}"
+                cwd.mkdir()
+                monkeypatch.chdir(cwd)
             if b.kind == "shell":
                 _run_shell(b, cwd)
             else:

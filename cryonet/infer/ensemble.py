@@ -71,7 +71,7 @@ def parse_tta(spec: str | Sequence[int] | None) -> tuple[int, ...]:
 class AveragedModule(nn.Module):
     """Average the probabilities of several models over several dihedral transforms.
 
-    ``forward`` returns the log of the averaged probabilities.
+    The forward pass returns the log of the averaged probabilities.
 
     Parameters
     ----------

@@ -202,6 +202,11 @@ def test_cli_search_on_an_unlisted_api_and_a_provider_yaml(region, api, no_auth,
     res = CliRunner().invoke(app, ["search", "--catalog", api, "--modality", "s2", "--bbox", bbox])
     assert res.exit_code == 0, res.output
     assert "(synthetic)" in res.output and "S2B_45RSYN" in res.output
+    res = CliRunner().invoke(
+        app, ["layers", "--catalog", api, "--bbox", bbox, "--header", "X-Test: 1"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "slope" in res.output
     # a provider config given as a YAML path, for a catalog whose collection ids it names
     d = yaml.safe_load(get_provider("synthetic").path.read_text())
     d["name"] = "my-private-api"
