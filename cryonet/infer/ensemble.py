@@ -19,7 +19,6 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -204,7 +203,7 @@ def model_source(
     """
 
     def as_source(c: str | os.PathLike[str] | ModelSource) -> ModelSource:
-        return c if isinstance(c, ModelSource) else CheckpointModel(Path(c))
+        return c if isinstance(c, ModelSource) else CheckpointModel(c)
 
     transforms = parse_tta(tta)
     first = as_source(checkpoint)

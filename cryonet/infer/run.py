@@ -104,7 +104,7 @@ def predict(
     tiling = TilingOptions(tile_size, overlap, batch_size, device, amp)
     check_sizes(chunk_size=chunk_size, threads=threads, torch_threads=torch_threads)
     runner = _runner(scheduler, threads, torch_threads, profile, progress)
-    cube = Path(cube).expanduser().resolve()
+    cube = cube if storage.is_url(cube) else Path(cube).expanduser().resolve()  # type: ignore[assignment]
     inputs = [str(cube)] + [
         os.fspath(c) for c in (checkpoint, *ensemble) if isinstance(c, str | os.PathLike)
     ]
