@@ -6,6 +6,7 @@ typed :class:`~cryonet.report.Section` records for :func:`cryonet.report.write_r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,22 +101,50 @@ def build_demo_report(
     pathlib.Path
         ``out/report.md``.
     """
-    import pandas as pd
+    ctx = _Ctx(Path(out), records, config or {})
+    ctx.files.mkdir(parents=True, exist_ok=True)
+    sections: list[Section] = [_overview(ctx)]
+    for build in (_training, _evaluation, _region_map, _outlines):
+        sections += build(ctx)
+    from cryonet.report_confidence import area_change_section, confidence_section
 
-    out = Path(out)
-    files = out / "report_files"
-    files.mkdir(parents=True, exist_ok=True)
+    for extra in (
+        confidence_section(
+            ctx.output("evaluate", "folder"), ctx.output("predict", "mosaic"), ctx.files
+        ),
+        area_change_section(ctx.output("areas", "folder"), records.get("areas")),
+    ):
+        if extra is not None:
+            sections.append(extra)
+    sections += _importance(ctx) + _transfer(ctx)
+    return write_report(
+        ctx.out / "report.md", "glacierstack + cryonet demo report", sections, html=html
+    )
 
-    def output(step: str, key: str) -> Path | None:
-        rec = records.get(step)
+
+@dataclass(frozen=True)
+class _Ctx:
+    """What every section builder reads: the output folder, step records and demo config."""
+
+    out: Path
+    records: dict[str, dict[str, Any]]
+    config: dict[str, Any]
+
+    @property
+    def files(self) -> Path:
+        return self.out / "report_files"
+
+    def output(self, step: str, key: str) -> Path | None:
+        rec = self.records.get(step)
         if not rec:
             return None
         rel = rec.get("outputs", {}).get(key)
-        return out / str(rel) if rel else None
+        return self.out / str(rel) if rel else None
 
-    sections: list[Section] = []
 
-    # ---- overview
+def _overview(ctx: _Ctx) -> Section:
+    import pandas as pd
+
     nan = float("nan")
     rows = [
         (
@@ -124,198 +153,177 @@ def build_demo_report(
             float(rec.get("cpu_seconds", nan)),
             str(rec.get("finished", ""))[:19],
         )
-        for name, rec in records.items()
+        for name, rec in ctx.records.items()
     ]
     timing = pd.DataFrame(
         rows, columns=["step", "wall seconds", "CPU seconds (main process)", "finished (UTC)"]
     ).set_index("step")
     cfg_text = ""
-    if config:
+    if ctx.config:
         cfg_text = "Configuration: " + ", ".join(
-            f"`{k}={v}`" for k, v in config.items() if k != "train_overrides" or v
+            f"`{k}={v}`" for k, v in ctx.config.items() if k != "train_overrides" or v
         )
-    sections.append(
-        Section(
-            "Overview",
-            text=(
-                "End-to-end run of glacierstack + cryonet on the embedded **synthetic** regions "
-                "(Poiqu-like for training, Mont Blanc-like for transfer). Numbers below describe "
-                "the synthetic data; the paper's figures on real data are quoted for orientation "
-                "only.\n\n" + cfg_text
-            ),
-            tables=(("Step times on this machine", timing),),
-            notes=(f"total wall time of the steps: {timing['wall seconds'].sum() / 60:.1f} min",),
-            floatfmt=".1f",
-        )
+    return Section(
+        "Overview",
+        text=(
+            "End-to-end run of glacierstack + cryonet on the embedded **synthetic** regions "
+            "(Poiqu-like for training, Mont Blanc-like for transfer). Numbers below describe "
+            "the synthetic data; the paper's figures on real data are quoted for orientation "
+            "only.\n\n" + cfg_text
+        ),
+        tables=(("Step times on this machine", timing),),
+        notes=(f"total wall time of the steps: {timing['wall seconds'].sum() / 60:.1f} min",),
+        floatfmt=".1f",
     )
 
-    # ---- training + evaluation
-    tr = records.get("train")
-    if tr:
-        import yaml
 
-        curves = output("train", "curves")
-        cfg_path = out / str(tr["outputs"]["run"]) / "config.yaml"
-        tcfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
-        recipe = ", ".join(
-            f"{k} {tcfg[k]}"
-            for k in ("model", "patch_size", "batch_size", "epochs", "lr", "scheduler")
-            if k in tcfg
-        )
-        sections.append(
-            Section(
-                "Training (CPU preset)",
-                text=(
-                    f"Recipe: {recipe}. {tr.get('epochs')} epochs run; "
-                    + _best_val_text(tr.get("best_val_miou"))
-                    + f" Checkpoint: `{tr['outputs']['checkpoint']}`."
-                ),
-                figures=(Figure(curves, "Training curves"),) if curves and curves.exists() else (),
-            )
-        )
-    ev = output("evaluate", "folder")
-    if ev is not None:
-        tables = []
-        for stem, caption in (
-            ("table_I_iou", "IoU per class (%), test patches"),
-            ("table_II_recall", "Recall per class (%)"),
-            ("table_III_precision", "Precision per class (%)"),
-            ("summary", "Summary (%)"),
-        ):
-            df = _read_csv(ev / f"{stem}.csv", index_col=0)
-            if df is not None:
-                tables.append((caption, df))
-        paper = pd.DataFrame([PAPER_POIQU_CRYONET], index=pd.Index(["paper (real Poiqu)"]))
-        tables.append(
-            ("The paper's CryoNet IoU (%) on the real Poiqu Basin, for orientation", paper)
-        )
-        cm = ev / "confusion_matrix.png"
-        sections.append(
-            Section(
-                "Evaluation on the Poiqu test patches",
-                tables=tuple(tables),
-                figures=(Figure(cm, "Confusion matrix (test patches)"),) if cm.exists() else (),
-                floatfmt=".2f",
-            )
-        )
-    else:
-        sections.append(Section("Evaluation", notes=("the evaluate step has not run",)))
+def _training(ctx: _Ctx) -> list[Section]:
+    import yaml
 
-    # ---- region map + outlines
-    mosaic, cube = output("predict", "mosaic"), output("cube_poiqu", "cube")
-    if mosaic is not None and cube is not None:
-        fig, stats = _class_map_figure(mosaic, cube, files / "class_map.png")
-        sections.append(
-            Section(
-                "Map of the whole Poiqu region",
-                text=(
-                    "Prediction of the entire region in overlapping, Hann-blended tiles, over a "
-                    "SWIR/NIR/red (B11/B08/B04) false-colour composite, next to the reference "
-                    f"labels. Pixel agreement with the reference over the whole region "
-                    f"(training patches included): {100 * stats['pixel_agreement']:.2f} % of "
-                    f"{stats['pixels']:,} labelled pixels."
-                ),
-                figures=(Figure(fig, "Class map over a false-colour composite"),),
-            )
-        )
-    ol = records.get("outlines")
-    if ol:
-        layers = pd.DataFrame.from_dict(ol.get("layers", {}), orient="index")
-        layers.index.name = "layer"
-        sections.append(
-            Section(
-                "Outlines",
-                text=(
-                    f"Class map as Cloud-Optimized GeoTIFF: `{ol['outputs']['cog']}`; polygons "
-                    f"(glacier = clean ice + debris, debris, water) with area and mean confidence: "
-                    f"`{ol['outputs']['gpkg']}`."
-                ),
-                tables=(("Outline layers", layers),),
-                floatfmt=".3f",
-            )
-        )
+    tr = ctx.records.get("train")
+    if not tr:
+        return []
+    curves = ctx.output("train", "curves")
+    cfg_path = ctx.out / str(tr["outputs"]["run"]) / "config.yaml"
+    tcfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
+    recipe = ", ".join(
+        f"{k} {tcfg[k]}"
+        for k in ("model", "patch_size", "batch_size", "epochs", "lr", "scheduler")
+        if k in tcfg
+    )
+    text = (
+        f"Recipe: {recipe}. {tr.get('epochs')} epochs run; "
+        + _best_val_text(tr.get("best_val_miou"))
+        + f" Checkpoint: `{tr['outputs']['checkpoint']}`."
+    )
+    figures = (Figure(curves, "Training curves"),) if curves and curves.exists() else ()
+    return [Section("Training (CPU preset)", text=text, figures=figures)]
 
-    # ---- calibrated confidence and area change
-    from cryonet.report_confidence import area_change_section, confidence_section
 
-    for extra in (
-        confidence_section(output("evaluate", "folder"), output("predict", "mosaic"), files),
-        area_change_section(output("areas", "folder"), records.get("areas")),
+def _evaluation(ctx: _Ctx) -> list[Section]:
+    import pandas as pd
+
+    ev = ctx.output("evaluate", "folder")
+    if ev is None:
+        return [Section("Evaluation", notes=("the evaluate step has not run",))]
+    tables = []
+    for stem, caption in (
+        ("table_I_iou", "IoU per class (%), test patches"),
+        ("table_II_recall", "Recall per class (%)"),
+        ("table_III_precision", "Precision per class (%)"),
+        ("summary", "Summary (%)"),
     ):
-        if extra is not None:
-            sections.append(extra)
-
-    # ---- importance
-    imp_csv, imp_fig = output("importance", "csv"), output("importance", "figure")
-    if imp_csv is not None and imp_csv.exists():
-        df = pd.read_csv(imp_csv, index_col="band")
-        cols = {
-            "miou_drop_mean": "Δ mIoU",
-            "miou_drop_std": "± (mIoU)",
-            "accuracy_drop_mean": "Δ accuracy",
-            "iou_clean_ice_drop_mean": "Δ IoU clean ice",
-            "iou_debris_drop_mean": "Δ IoU debris",
-        }
-        top = df[[c for c in cols if c in df]].head(15).rename(columns=cols) * 100.0
-        rec = records["importance"]
-        sections.append(
-            Section(
-                "Permutation channel importance",
-                text=(
-                    "Each band is shuffled across the test patches (distribution kept, spatial "
-                    f"meaning destroyed) and the model re-evaluated; {rec.get('n_samples')} test "
-                    f"patches, {config.get('importance_repeats') if config else '?'} repeats, "
-                    "drops in percentage points (mean, and standard deviation over repeats). "
-                    "The paper (real data) found InSAR coherence, tasseled-cap wetness and PC1 "
-                    "most important overall, and TC wetness and coherence for debris."
-                ),
-                tables=(("Top 15 bands by mIoU drop (percentage points)", top),),
-                figures=(Figure(imp_fig, "Top-15 bands (layout of the paper's Fig. 10)"),)
-                if imp_fig and imp_fig.exists()
-                else (),
-                floatfmt=".2f",
-            )
+        df = _read_csv(ev / f"{stem}.csv", index_col=0)
+        if df is not None:
+            tables.append((caption, df))
+    paper = pd.DataFrame([PAPER_POIQU_CRYONET], index=pd.Index(["paper (real Poiqu)"]))
+    tables.append(("The paper's CryoNet IoU (%) on the real Poiqu Basin, for orientation", paper))
+    cm = ev / "confusion_matrix.png"
+    return [
+        Section(
+            "Evaluation on the Poiqu test patches",
+            tables=tuple(tables),
+            figures=(Figure(cm, "Confusion matrix (test patches)"),) if cm.exists() else (),
+            floatfmt=".2f",
         )
+    ]
 
-    # ---- transfer
-    tcsv = output("transfer", "csv")
-    if tcsv is not None and tcsv.exists():
-        df = pd.read_csv(tcsv, index_col="class") * 100.0
-        rec = records["transfer"]
-        paper = pd.DataFrame([PAPER_MONTBLANC_AFTER], index=pd.Index(["paper (real Mont Blanc)"]))
-        sections.append(
-            Section(
-                "Transfer to Mont Blanc",
-                text=(
-                    "The Poiqu checkpoint applied to the synthetic Mont Blanc cube, then "
-                    f"fine-tuned for {config.get('finetune_iterations') if config else '?'} "
-                    "iterations on Mont Blanc training patches and evaluated again on the same "
-                    f"Mont Blanc test patches: mIoU {100 * float(rec['miou_before']):.2f} % -> "
-                    f"{100 * float(rec['miou_after']):.2f} %, overall accuracy "
-                    f"{100 * float(rec['oa_before']):.2f} % -> "
-                    f"{100 * float(rec['oa_after']):.2f} %."
-                ),
-                tables=(
-                    ("Before / after fine-tuning (%)", df),
-                    ("The paper's Mont Blanc result after fine-tuning (%)", paper),
-                ),
-                floatfmt=".2f",
-            )
-        )
-    if html:
-        import importlib.util
 
-        if importlib.util.find_spec("markdown") is None:
-            import warnings
-
-            warnings.warn(
-                "the 'markdown' package is not installed: writing report.md only", stacklevel=2
-            )
-            html = False
-    path = write_report(
-        out / "report.md", "glacierstack + cryonet demo report", sections, html=html
+def _region_map(ctx: _Ctx) -> list[Section]:
+    mosaic, cube = ctx.output("predict", "mosaic"), ctx.output("cube_poiqu", "cube")
+    if mosaic is None or cube is None:
+        return []
+    fig, stats = _class_map_figure(mosaic, cube, ctx.files / "class_map.png")
+    text = (
+        "Prediction of the entire region in overlapping, Hann-blended tiles, over a "
+        "SWIR/NIR/red (B11/B08/B04) false-colour composite, next to the reference "
+        f"labels. Pixel agreement with the reference over the whole region "
+        f"(training patches included): {100 * stats['pixel_agreement']:.2f} % of "
+        f"{stats['pixels']:,} labelled pixels."
     )
-    return path
+    figure = Figure(fig, "Class map over a false-colour composite")
+    return [Section("Map of the whole Poiqu region", text=text, figures=(figure,))]
+
+
+def _outlines(ctx: _Ctx) -> list[Section]:
+    import pandas as pd
+
+    ol = ctx.records.get("outlines")
+    if not ol:
+        return []
+    layers = pd.DataFrame.from_dict(ol.get("layers", {}), orient="index")
+    layers.index.name = "layer"
+    text = (
+        f"Class map as Cloud-Optimized GeoTIFF: `{ol['outputs']['cog']}`; polygons "
+        f"(glacier = clean ice + debris, debris, water) with area and mean confidence: "
+        f"`{ol['outputs']['gpkg']}`."
+    )
+    return [Section("Outlines", text=text, tables=(("Outline layers", layers),), floatfmt=".3f")]
+
+
+def _importance(ctx: _Ctx) -> list[Section]:
+    import pandas as pd
+
+    imp_csv, imp_fig = ctx.output("importance", "csv"), ctx.output("importance", "figure")
+    if imp_csv is None or not imp_csv.exists():
+        return []
+    df = pd.read_csv(imp_csv, index_col="band")
+    cols = {
+        "miou_drop_mean": "Δ mIoU",
+        "miou_drop_std": "± (mIoU)",
+        "accuracy_drop_mean": "Δ accuracy",
+        "iou_clean_ice_drop_mean": "Δ IoU clean ice",
+        "iou_debris_drop_mean": "Δ IoU debris",
+    }
+    top = df[[c for c in cols if c in df]].head(15).rename(columns=cols) * 100.0
+    rec = ctx.records["importance"]
+    text = (
+        "Each band is shuffled across the test patches (distribution kept, spatial "
+        f"meaning destroyed) and the model re-evaluated; {rec.get('n_samples')} test "
+        f"patches, {ctx.config.get('importance_repeats', '?')} repeats, "
+        "drops in percentage points (mean, and standard deviation over repeats). "
+        "The paper (real data) found InSAR coherence, tasseled-cap wetness and PC1 "
+        "most important overall, and TC wetness and coherence for debris."
+    )
+    figures = (
+        (Figure(imp_fig, "Top-15 bands (layout of the paper's Fig. 10)"),)
+        if imp_fig and imp_fig.exists()
+        else ()
+    )
+    return [
+        Section(
+            "Permutation channel importance",
+            text=text,
+            tables=(("Top 15 bands by mIoU drop (percentage points)", top),),
+            figures=figures,
+            floatfmt=".2f",
+        )
+    ]
+
+
+def _transfer(ctx: _Ctx) -> list[Section]:
+    import pandas as pd
+
+    tcsv = ctx.output("transfer", "csv")
+    if tcsv is None or not tcsv.exists():
+        return []
+    df = pd.read_csv(tcsv, index_col="class") * 100.0
+    rec = ctx.records["transfer"]
+    paper = pd.DataFrame([PAPER_MONTBLANC_AFTER], index=pd.Index(["paper (real Mont Blanc)"]))
+    text = (
+        "The Poiqu checkpoint applied to the synthetic Mont Blanc cube, then "
+        f"fine-tuned for {ctx.config.get('finetune_iterations', '?')} "
+        "iterations on Mont Blanc training patches and evaluated again on the same "
+        f"Mont Blanc test patches: mIoU {100 * float(rec['miou_before']):.2f} % -> "
+        f"{100 * float(rec['miou_after']):.2f} %, overall accuracy "
+        f"{100 * float(rec['oa_before']):.2f} % -> "
+        f"{100 * float(rec['oa_after']):.2f} %."
+    )
+    tables = (
+        ("Before / after fine-tuning (%)", df),
+        ("The paper's Mont Blanc result after fine-tuning (%)", paper),
+    )
+    return [Section("Transfer to Mont Blanc", text=text, tables=tables, floatfmt=".2f")]
 
 
 def _best_val_text(miou: float | None) -> str:
