@@ -35,12 +35,7 @@ import numpy as np
 
 from cryonet.permresult import DEFAULT_FOCUS_CLASSES as DEFAULT_FOCUS_CLASSES
 from cryonet.permresult import ImportanceResult, plot_importance
-from cryonet.permshuffle import (
-    ShuffleMode,
-    metrics_from_confusion,
-    shuffle_band,
-    shuffle_rng,
-)
+from cryonet.permshuffle import ShuffleMode, metrics_from_confusion, shuffle_band, shuffle_rng
 from glacierstack.classes import CLASS_NAMES, NODATA_LABEL, check_same_classes
 from glacierstack.provenance import location_ref
 
