@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -203,7 +204,11 @@ def model_source(
     """
 
     def as_source(c: str | os.PathLike[str] | ModelSource) -> ModelSource:
-        return c if isinstance(c, ModelSource) else CheckpointModel(c)
+        return (
+            c
+            if isinstance(c, ModelSource)
+            else CheckpointModel(c if isinstance(c, str) else Path(c))
+        )
 
     transforms = parse_tta(tta)
     first = as_source(checkpoint)

@@ -147,7 +147,7 @@ def _runner(
 
 def _predict(
     source: ModelSource,
-    cube: Path,
+    cube: Path | str,
     store: storage.StoreURL,
     ds: xr.Dataset,
     grid: Grid,
@@ -187,7 +187,7 @@ def _predict(
     return result
 
 
-def _open_cube(cube: Path) -> xr.Dataset:
+def _open_cube(cube: Path | str) -> xr.Dataset:
     from glacierstack.store import open_cube
 
     return open_cube(cube)
@@ -207,7 +207,7 @@ def _software() -> dict[str, str]:
 def _run_signature(
     source: ModelSource,
     ds: xr.Dataset,
-    cube: Path,
+    cube: Path | str,
     grid: Grid,
     bands: Sequence[str],
     tiling: TilingOptions,
@@ -238,7 +238,7 @@ def _run_signature(
 
 
 def _store_attrs(
-    ds: xr.Dataset, cube: Path, grid: Grid, model: LoadedModel, signature: dict[str, Any]
+    ds: xr.Dataset, cube: Path | str, grid: Grid, model: LoadedModel, signature: dict[str, Any]
 ) -> dict[str, Any]:
     """Attributes of a new mosaic: grid, classes, bands, run signature and provenance."""
     return {
