@@ -204,7 +204,11 @@ def model_source(
     """
 
     def as_source(c: str | os.PathLike[str] | ModelSource) -> ModelSource:
-        return c if isinstance(c, ModelSource) else CheckpointModel(Path(c))
+        return (
+            c
+            if isinstance(c, ModelSource)
+            else CheckpointModel(c if isinstance(c, str) else Path(c))
+        )
 
     transforms = parse_tta(tta)
     first = as_source(checkpoint)

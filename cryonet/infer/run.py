@@ -104,7 +104,7 @@ def predict(
     tiling = TilingOptions(tile_size, overlap, batch_size, device, amp)
     check_sizes(chunk_size=chunk_size, threads=threads, torch_threads=torch_threads)
     runner = _runner(scheduler, threads, torch_threads, profile, progress)
-    cube = Path(cube).expanduser().resolve()
+    cube = cube if storage.is_url(cube) else Path(cube).expanduser().resolve()  # type: ignore[assignment]
     inputs = [str(cube)] + [
         os.fspath(c) for c in (checkpoint, *ensemble) if isinstance(c, str | os.PathLike)
     ]
@@ -147,7 +147,7 @@ def _runner(
 
 def _predict(
     source: ModelSource,
-    cube: Path,
+    cube: Path | str,
     store: storage.StoreURL,
     ds: xr.Dataset,
     grid: Grid,
@@ -187,7 +187,7 @@ def _predict(
     return result
 
 
-def _open_cube(cube: Path) -> xr.Dataset:
+def _open_cube(cube: Path | str) -> xr.Dataset:
     from glacierstack.store import open_cube
 
     return open_cube(cube)
@@ -207,7 +207,7 @@ def _software() -> dict[str, str]:
 def _run_signature(
     source: ModelSource,
     ds: xr.Dataset,
-    cube: Path,
+    cube: Path | str,
     grid: Grid,
     bands: Sequence[str],
     tiling: TilingOptions,
@@ -238,7 +238,7 @@ def _run_signature(
 
 
 def _store_attrs(
-    ds: xr.Dataset, cube: Path, grid: Grid, model: LoadedModel, signature: dict[str, Any]
+    ds: xr.Dataset, cube: Path | str, grid: Grid, model: LoadedModel, signature: dict[str, Any]
 ) -> dict[str, Any]:
     """Attributes of a new mosaic: grid, classes, bands, run signature and provenance."""
     return {
