@@ -70,9 +70,9 @@ def main() -> None:
         PatchSampler,
         batch_loader,
         patch_windows,
-        write_toy_cube,
     )
     from cryonet.models import create_model
+    from cryonet.testing import write_toy_cube
     from glacierstack.store import open_cube
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_loader_"))

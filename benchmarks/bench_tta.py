@@ -10,7 +10,8 @@ ensemble ``A + B`` (without TTA). Prints a Markdown table: mIoU, IoU per class, 
 of the calibrated probabilities (15 bins), and time relative to the plain variant: of the
 model alone on the test patches held in memory ("model time", what TTA/ensembles multiply)
 and of the whole ``evaluate`` call (reading patches included); medians of ``REPEATS`` runs,
-one torch thread.
+one torch thread. ``BENCH_TIMING_ONLY=1`` measures only the model times, interleaving the
+variants round by round so that a changing machine load hits them alike.
 """
 
 from __future__ import annotations
@@ -84,5 +85,42 @@ def main(cube: str, split: str, out: str, a: str, b: str | None = None) -> None:
     )
 
 
+def timing_only(cube: str, split: str, a: str, b: str | None = None) -> None:
+    """Model-time ratios only, with the variants interleaved (robust to a changing load)."""
+    from cryonet.data import CubeSource, PatchDataset, PatchSplit
+    from cryonet.infer.ensemble import model_source
+
+    torch.set_num_threads(1)
+    sp = PatchSplit.from_json(split)
+    ds = PatchDataset(CubeSource(cube), sp.subset("test"), sp.patch_size)
+    x = torch.stack([torch.as_tensor(ds[i][0]) for i in range(len(ds))])
+    variants = {"plain": ((), None), "TTA x8": ((), "all"), "TTA flips (0,4)": ((), "0,4")}
+    if b:
+        variants["ensemble A+B"] = ((b,), None)
+    mods = {
+        k: model_source(a, e, t).load(torch.device("cpu")).module for k, (e, t) in variants.items()
+    }
+    times: dict[str, list[float]] = {k: [] for k in mods}
+    with torch.inference_mode():
+        for r in range(REPEATS + 1):
+            for k, m in mods.items():
+                t0 = time.perf_counter()
+                for i in range(0, len(x), 16):
+                    m(x[i : i + 16])
+                if r:  # the first round warms up
+                    times[k].append(time.perf_counter() - t0)
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}  # the least disturbed run
+    for k, v in med.items():
+        runs = [round(t, 2) for t in times[k]]
+        print(
+            f"{k}: median {v:.2f} s (ratio {v / med['plain']:.2f}), fastest "
+            f"{best[k]:.2f} s (ratio {best[k] / best['plain']:.2f})  runs: {runs}"
+        )
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    if os.environ.get("BENCH_TIMING_ONLY"):
+        timing_only(sys.argv[1], sys.argv[2], *sys.argv[4:6])
+    else:
+        main(*sys.argv[1:6])

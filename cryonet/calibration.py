@@ -3,7 +3,8 @@
 A network trained with cross-entropy is usually over-confident: of the pixels it labels with
 95 % probability, fewer than 95 % are right. *Temperature scaling* (Guo et al., 2017) divides
 the logits by one scalar ``T > 0`` fitted on held-out (validation) pixels by minimising the
-negative log-likelihood; ``T > 1`` softens over-confident probabilities. It never changes the
+negative log-likelihood; ``T > 1`` softens over-confident probabilities, ``T < 1`` sharpens
+under-confident ones (class-weighted training often gives those). It never changes the
 arg-max, so class maps and IoU stay the same; only the probabilities (and the confidence
 layers written with a mosaic) change.
 

@@ -229,8 +229,13 @@ def load_checkpoint(
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+    except pickle.UnpicklingError as err:  # unsafe content refused by weights_only=True
         raise ValueError(f"{path} is not a loadable cryonet checkpoint: {err}") from err
+    except Exception as err:  # noqa: BLE001 - a text file, a truncated zip, ... (KeyError: 101)
+        raise ValueError(
+            f"{path} is not a checkpoint (torch.load failed: {type(err).__name__}: {err}); give "
+            "a .pt file written by cryonet train"
+        ) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a cryonet checkpoint (no format={FORMAT!r} entry)")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]

@@ -375,7 +375,7 @@ def _run_transfer(ctx: _Context) -> dict[str, Any]:
 
 
 def _run_report(ctx: _Context) -> dict[str, Any]:
-    from cryonet.report import build_demo_report
+    from cryonet.demo_report import build_demo_report
 
     for stale in ("report.md", "report.html"):
         (ctx.out / stale).unlink(missing_ok=True)

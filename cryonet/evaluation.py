@@ -34,7 +34,13 @@ from cryonet.data import (
 from cryonet.engine import evaluate_loader, resolve_device
 from cryonet.metrics import SegmentationMetrics
 from cryonet.training import TrainConfig, train
-from glacierstack.classes import CLASS_NAMES, CLASSES, NODATA_LABEL, ClassInfo
+from glacierstack.classes import (
+    CLASS_NAMES,
+    CLASSES,
+    NODATA_LABEL,
+    ClassInfo,
+    check_same_classes,
+)
 
 __all__ = [
     "PAPER_CLASS_ORDER",
@@ -112,7 +118,7 @@ def write_tables(
     dict
         Table key -> Markdown path (the CSV sits next to it).
     """
-    from cryonet.report import markdown_table
+    from cryonet.tables import markdown_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -204,10 +210,15 @@ def evaluate(
     -------
     SegmentationMetrics
     """
+    if batch_size < 1 or num_workers < 0:
+        raise ValueError(
+            f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}"
+        )
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, map_location=dev)
     # the checkpoint's bands, by name, normalised with the checkpoint's statistics (as predict)
     source = CubeSource(cube, bands=ckpt["bands"], stats=(ckpt["mean"], ckpt["std"]))
+    check_same_classes(ckpt["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {cube}")
     if not isinstance(split, PatchSplit):
         p = Path(split)
         split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
@@ -249,7 +260,7 @@ def evaluate(
     )  # fmt: skip
     if out is not None:
         from cryonet.calibration import calibration_report
-        from cryonet.report import plot_confusion_matrix
+        from cryonet.plots import plot_confusion_matrix
 
         write_tables({label: metrics}, out)
         calibration_report(
@@ -322,7 +333,7 @@ def compare(
     """
     import pandas as pd
 
-    from cryonet.report import markdown_table
+    from cryonet.tables import markdown_table
 
     config = config or TrainConfig()
     out = Path(out)

@@ -12,6 +12,10 @@ class IoU and class accuracy is recorded, and the per-class panels show ``clean_
 Every shuffle is repeated ``repeats`` times with independent random permutations; tables give
 the mean and standard deviation of the drop over the repeats.
 
+This module runs it (:func:`permutation_importance`, :func:`importance_from_checkpoint`); the
+shuffles and metrics are in :mod:`cryonet.permshuffle`, the result, its tables and figure in
+:mod:`cryonet.permresult` (their names are re-exported here).
+
 Definitions (fractions in ``[0, 1]``, plotted in percentage points):
 
 * **mIoU** — mean over classes of ``TP / (TP + FP + FN)``, skipping classes absent from both
@@ -24,16 +28,16 @@ Definitions (fractions in ``[0, 1]``, plotted in percentage points):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from glacierstack.classes import CLASS_NAMES, NODATA_LABEL
+from cryonet.permresult import DEFAULT_FOCUS_CLASSES as DEFAULT_FOCUS_CLASSES
+from cryonet.permresult import ImportanceResult, plot_importance
+from cryonet.permshuffle import ShuffleMode, metrics_from_confusion, shuffle_band, shuffle_rng
+from glacierstack.classes import CLASS_NAMES, NODATA_LABEL, check_same_classes
 from glacierstack.provenance import location_ref
-
-ShuffleMode = Literal["samples", "pixels"]
 
 __all__ = [
     "ImportanceResult",
@@ -44,128 +48,6 @@ __all__ = [
     "plot_importance",
     "shuffle_band",
 ]
-
-DEFAULT_FOCUS_CLASSES: tuple[str, ...] = ("clean_ice", "debris")
-"""Classes shown in their own panels, as in the paper's Fig. 10 (clean ice, debris)."""
-
-
-# --------------------------------------------------------------------------- metrics
-def metrics_from_confusion(cm: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
-    """Scalar metrics used by the importance analysis, from one confusion matrix.
-
-    Parameters
-    ----------
-    cm
-        ``(K, K)`` confusion matrix, rows = reference class, columns = predicted class.
-    classes
-        The ``K`` class names (keys of the per-class entries).
-
-    Returns
-    -------
-    dict
-        ``miou``, ``accuracy``, and ``iou_<class>`` / ``acc_<class>`` for every class
-        (NaN where a class is absent from both reference and prediction, or from the reference
-        for the class accuracy).
-    """
-    from cryonet.metrics import SegmentationMetrics
-
-    cm = np.asarray(cm)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
-        raise ValueError(
-            f"confusion matrix of shape {cm.shape} does not match "
-            f"{len(classes)} classes {list(classes)}"
-        )
-    m = SegmentationMetrics.from_confusion(cm, classes)
-    # class accuracy (recall) is undefined, not 0, for a class absent from the reference
-    acc_c = np.where(m.confusion.sum(axis=1) > 0, m.recall, np.nan)
-    out: dict[str, float] = {"miou": m.miou, "accuracy": m.overall_accuracy}
-    for name, v, a in zip(classes, m.iou, acc_c, strict=True):
-        out[f"iou_{name}"] = float(v)
-        out[f"acc_{name}"] = float(a)
-    return out
-
-
-# --------------------------------------------------------------------------- shuffling
-def _derangement(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Draw a random permutation of ``range(n)`` without fixed points (one random cycle)."""
-    order = rng.permutation(n)
-    perm = np.empty(n, dtype=np.intp)
-    perm[order] = np.roll(order, -1)
-    return perm
-
-
-def shuffle_band(
-    x: np.ndarray,
-    band: int,
-    rng: np.random.Generator,
-    *,
-    mode: ShuffleMode = "samples",
-    valid: np.ndarray | None = None,
-) -> np.ndarray:
-    """Return a copy of ``x`` with one band shuffled across the test samples.
-
-    Parameters
-    ----------
-    x
-        ``(N, C, H, W)`` model inputs.
-    band
-        Index of the band (channel) to shuffle.
-    rng
-        Random generator (the permutation is drawn from it).
-    mode
-        ``"samples"`` (the paper): the band of sample ``i`` is replaced by the same band of
-        sample ``perm[i]``, where ``perm`` is a random permutation **without fixed points**, so
-        no sample keeps its own band; needs ``N >= 2``. ``"pixels"``: the band's values are
-        permuted over all (valid) pixels of all samples, which also destroys the spatial
-        structure within the band.
-    valid
-        Optional ``(N, H, W)`` boolean mask of labelled pixels; in ``"pixels"`` mode only these
-        values are permuted (among themselves), so fill values of nodata pixels are not spread.
-
-    Returns
-    -------
-    numpy.ndarray
-        Shuffled copy; all other bands are unchanged, and the multiset of the band's values is
-        preserved.
-    """
-    if x.ndim != 4:
-        raise ValueError(f"expected inputs of shape (N, C, H, W), got {x.shape}")
-    n, c = x.shape[:2]
-    if not 0 <= band < c:
-        raise ValueError(f"band index {band} out of range for {c} input channels")
-    out = x.copy()
-    if mode == "samples":
-        if n < 2:
-            raise ValueError("shuffling a band across samples needs at least 2 test samples")
-        out[:, band] = x[_derangement(rng, n), band]
-    elif mode == "pixels":
-        plane = out[:, band]
-        if valid is None:
-            flat = plane.reshape(-1)
-            out[:, band] = rng.permutation(flat).reshape(plane.shape)
-        else:
-            if valid.shape != plane.shape:
-                raise ValueError(f"valid mask shape {valid.shape} != band shape {plane.shape}")
-            plane[valid] = rng.permutation(plane[valid])
-    else:
-        raise ValueError(f"unknown shuffle mode {mode!r}; expected 'samples' or 'pixels'")
-    return out
-
-
-def shuffle_rng(seed: int, repeat: int, band: int) -> np.random.Generator:
-    """Random generator for one (repeat, band) shuffle; independent of evaluation order."""
-    return np.random.default_rng([seed, repeat, band])
-
-
-def _mean_std(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sample std (``ddof=1``, 0 for one repeat) over axis 0, NaN-aware and quiet."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(d, axis=0)
-        std = np.nanstd(d, axis=0, ddof=1) if d.shape[0] > 1 else np.zeros(d.shape[1])
-    return mean, np.nan_to_num(std, nan=0.0) if d.shape[0] > 1 else std
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -199,77 +81,6 @@ def _predict_confusion(
         class_names=names,
     )
     return np.asarray(metrics.confusion, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class ImportanceResult:
-    """Outcome of :func:`permutation_importance`.
-
-    Drops are ``baseline - permuted`` (positive = the band matters), as fractions.
-    """
-
-    bands: tuple[str, ...]
-    """Band names, in input-channel order."""
-    classes: tuple[str, ...]
-    """Class names, in class-id order."""
-    baseline: dict[str, float]
-    """Metrics on the unmodified test set (see :func:`metrics_from_confusion`)."""
-    drops: dict[str, np.ndarray]
-    """Per metric, an array ``(repeats, n_bands)`` of drops."""
-    mode: ShuffleMode = "samples"
-    """How bands were shuffled."""
-    n_samples: int = 0
-    """Number of test samples (patches)."""
-    seed: int = 0
-    """Seed of the permutations."""
-    meta: dict[str, object] = field(default_factory=dict)
-    """Free-form provenance (checkpoint, cube, split) recorded in the CSV's sidecar JSON."""
-
-    @property
-    def repeats(self) -> int:
-        """Number of repeats per band."""
-        return int(next(iter(self.drops.values())).shape[0])
-
-    def table(self):  # -> pandas.DataFrame
-        """Per-band table: ``<metric>_drop_mean`` and ``<metric>_drop_std`` columns.
-
-        Rows are sorted by the mean mIoU drop (most important first). The standard deviation is
-        the sample standard deviation over repeats (``ddof=1``; 0 with a single repeat).
-        """
-        import pandas as pd
-
-        cols: dict[str, np.ndarray] = {}
-        for metric, d in self.drops.items():
-            cols[f"{metric}_drop_mean"], cols[f"{metric}_drop_std"] = _mean_std(d)
-        df = pd.DataFrame(cols, index=pd.Index(self.bands, name="band"))
-        return df.sort_values("miou_drop_mean", ascending=False, kind="stable")
-
-    def ranking(self, metric: str = "miou", top: int | None = None) -> list[str]:
-        """Band names sorted by mean drop of ``metric`` (most important first)."""
-        mean, _ = _mean_std(self.drops[metric])
-        order = np.argsort(-np.nan_to_num(mean, nan=-np.inf), kind="stable")
-        names = [self.bands[i] for i in order]
-        return names if top is None else names[:top]
-
-    def to_csv(self, path: str | Path) -> Path:
-        """Write :meth:`table` to ``path`` (and the baseline/provenance to ``path.json``)."""
-        import json
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        self.table().to_csv(tmp, float_format="%.6g")
-        tmp.replace(path)
-        sidecar = {
-            "baseline": self.baseline,
-            "repeats": self.repeats,
-            "mode": self.mode,
-            "n_samples": self.n_samples,
-            "seed": self.seed,
-            "meta": self.meta,
-        }
-        path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str))
-        return path
 
 
 def permutation_importance(
@@ -371,77 +182,6 @@ def permutation_importance(
     )
 
 
-# --------------------------------------------------------------------------- plotting
-def plot_importance(
-    result: ImportanceResult,
-    path: str | Path,
-    *,
-    top: int = 15,
-    focus: Sequence[str] = DEFAULT_FOCUS_CLASSES,
-    title: str | None = None,
-) -> Path:
-    """Top-``top`` horizontal bar charts laid out like the paper's Fig. 10.
-
-    One row for the overall metrics, then one row per class in ``focus``; the left column shows
-    the accuracy drop, the right column the IoU drop (mIoU for the overall row), in percentage
-    points, with the standard deviation over repeats as error bars. Each panel is sorted by its
-    own metric.
-
-    Parameters
-    ----------
-    result
-        Output of :func:`permutation_importance`.
-    path
-        PNG (or any Matplotlib format) to write.
-    top
-        Bands per panel.
-    focus
-        Class names for the per-class rows.
-    title
-        Figure title.
-
-    Returns
-    -------
-    pathlib.Path
-        The written file.
-    """
-    from cryonet._plot import subplots
-
-    missing = [c for c in focus if f"iou_{c}" not in result.drops]
-    if missing:
-        raise ValueError(f"classes {missing} not in the importance result ({list(result.classes)})")
-    rows = [("Overall", "accuracy", "miou")] + [
-        (c.replace("_", " ").capitalize(), f"acc_{c}", f"iou_{c}") for c in focus
-    ]
-    n_show = min(top, len(result.bands))
-    fig, axes = subplots(len(rows), 2, figsize=(10, 0.28 * n_show * len(rows) + 1.5), squeeze=False)
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    for i, (label, acc_key, iou_key) in enumerate(rows):
-        for j, (key, what) in enumerate(((acc_key, "Accuracy"), (iou_key, "IoU"))):
-            ax = axes[i, j]
-            d = result.drops[key] * 100.0
-            mean, std = _mean_std(d)
-            order = np.argsort(-np.nan_to_num(mean, nan=-np.inf), kind="stable")[:n_show]
-            names = [result.bands[k] for k in order]
-            pos = np.arange(len(order))[::-1]
-            ax.barh(pos, mean[order], xerr=std[order], color="#4575b4", ecolor="0.3", capsize=2)
-            ax.set_yticks(pos, names, fontsize=8)
-            ax.axvline(0.0, color="0.2", lw=0.6)
-            delta = "mIoU" if (i == 0 and j == 1) else what
-            ax.set_xlabel(f"Δ {delta} (percentage points)", fontsize=8)
-            ax.set_title(f"({letters[2 * i + j]}) {label}: Δ {delta}", fontsize=9)
-            ax.tick_params(axis="x", labelsize=8)
-    fig.suptitle(
-        title or f"Permutation channel importance (top {n_show}, {result.repeats} repeats)",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
-
-
 # --------------------------------------------------------------------------- cube + checkpoint
 def load_test_patches(
     cube: str | Path,
@@ -534,9 +274,16 @@ def importance_from_checkpoint(
     from cryonet.checkpoint import load_model
     from cryonet.data import SPLIT_FILE, CubeSource, PatchSplit, SplitConfig, make_split
 
+    for name, value in (("patch_size", patch_size), ("repeats", repeats),
+                        ("batch_size", batch_size), ("top", top)):  # fmt: skip
+        if value < (8 if name == "patch_size" else 1):
+            raise ValueError(f"{name} must be >= {8 if name == 'patch_size' else 1}, got {value}")
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1 (or unset), got {max_samples}")
     checkpoint, cube = Path(checkpoint), Path(cube)
     model, meta = load_model(checkpoint, map_location=device)
     source = CubeSource(cube, bands=meta["bands"])  # the one band rule: by name
+    check_same_classes(meta["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {cube}")
     if split is not None:
         sp_path = Path(split)
         sp_path = sp_path / SPLIT_FILE if sp_path.is_dir() else sp_path

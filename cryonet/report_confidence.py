@@ -47,6 +47,13 @@ def plot_confidence_map(mosaic: str | Path, path: str | Path, *, max_pixels: int
     return path
 
 
+def _has_confidence(mosaic: Path) -> bool:
+    """Whether the mosaic has the confidence layers (stores written before them do not)."""
+    from cryonet.infer import open_mosaic
+
+    return "confidence" in open_mosaic(mosaic).data_vars
+
+
 def confidence_section(
     evaluate_folder: Path | None, mosaic: Path | None, files: Path
 ) -> Section | None:
@@ -72,7 +79,7 @@ def confidence_section(
         rel = evaluate_folder / "reliability.png"
         if rel.exists():
             figures.append(Figure(rel, "Reliability diagram (test patches)"))
-    if mosaic is not None and mosaic.exists():
+    if mosaic is not None and mosaic.exists() and _has_confidence(mosaic):
         fig = plot_confidence_map(mosaic, files / "confidence_map.png")
         figures.append(Figure(fig, "Per-pixel confidence of the whole-region map"))
         text.append(

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from cryonet.areaeval import area_mask
-from cryonet.data import PatchSplit, _valid_fraction, patch_windows
+from cryonet.patchsplit import PatchSplit, _valid_fraction, patch_windows
 from glacierstack.grid import Grid
 
 __all__ = ["split_from_areas"]

@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from glacierstack.modalities import ModalitySpec, ProviderConfig, get_provider, 
 __all__ = [
     "Catalog",
     "EmptySearchError",
+    "infer_provider",
     "open_catalog",
     "parse_datetime",
     "bbox_to_lonlat",
@@ -313,11 +314,43 @@ def _detect_provider(link_hrefs: Sequence[str], default: str = "synthetic") -> s
     return default
 
 
-def _open_api(url: str, provider: ProviderConfig) -> Any:
+def infer_provider(collections: Iterable[str], source: str = "") -> str:
+    """Name of the provider config whose default modalities' collections ``source`` holds most.
+
+    Ties go to the config with the larger share of its default collections present.
+
+    Raises
+    ------
+    KeyError
+        If no config reads any of ``collections`` (one line, naming them and the configs).
+    """
+    have = set(collections)
+    scored = []
+    for name in list_providers():
+        wanted = {
+            get_provider(name).modality(m).collection for m in get_provider(name).default_modalities
+        }
+        hits = len(wanted & have)
+        if hits:
+            scored.append((hits, hits / len(wanted), name))
+    if not scored:
+        raise KeyError(
+            f"no provider config reads the collections of {source or 'this catalog'} "
+            f"({sorted(have)[:8]}); pass provider=<name or path/to/config.yaml> "
+            f"(available: {list_providers()})"
+        )
+    return max(scored)[2]
+
+
+def _open_api(
+    url: str,
+    provider: ProviderConfig,
+    modifier: Callable[[Any], Any] | None,
+    headers: Mapping[str, str] | None,
+) -> Any:
     import pystac_client
 
-    modifier = None
-    if provider.signing == "planetary_computer":
+    if modifier is None and provider.signing == "planetary_computer":
         try:
             import planetary_computer
 
@@ -329,21 +362,48 @@ def _open_api(url: str, provider: ProviderConfig) -> Any:
                 "searching works, reading pixels will fail with HTTP 403/409",
                 stacklevel=3,
             )
-    return pystac_client.Client.open(url, modifier=modifier)
+    return pystac_client.Client.open(url, modifier=modifier, headers=dict(headers or {}))
 
 
-def open_catalog(source: str | Path | Catalog, provider: str | None = None) -> Catalog:
+def _as_config(provider: str | Path | ProviderConfig) -> ProviderConfig:
+    return provider if isinstance(provider, ProviderConfig) else get_provider(provider)
+
+
+def _config_listing_url(url: str) -> ProviderConfig | None:
+    for name in list_providers():
+        cfg = get_provider(name)
+        if cfg.url and url.rstrip("/") == cfg.url.rstrip("/"):
+            return cfg
+    return None
+
+
+def open_catalog(
+    source: str | Path | Catalog,
+    provider: str | Path | ProviderConfig | None = None,
+    *,
+    modifier: Callable[[Any], Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Catalog:
     """Open a STAC source.
 
     Parameters
     ----------
     source
-        A provider name from ``catalogs/`` (``earth-search``, ``planetary-computer``,
-        ``itslive``, ``synthetic``), a STAC API URL (``http(s)://...``), a path to a static
+        A provider name (``earth-search``, ``planetary-computer``, ``asf``, ``itslive``,
+        ``synthetic``, or one of your own, see :func:`~glacierstack.modalities.catalog_dirs`),
+        any STAC API URL (``http(s)://...``), a path to a static
         ``catalog.json``/``collection.json``/item JSON/ItemCollection JSON, a directory holding a
         ``catalog.json``, or an already opened :class:`Catalog` (returned unchanged).
     provider
-        Provider config name to use instead of the detected one.
+        Provider config (name, path of a YAML file, or a
+        :class:`~glacierstack.modalities.ProviderConfig`) to use instead of the detected one. For
+        an API URL no config lists, the config is inferred from the API's collection ids.
+    modifier
+        Called on every item/collection the API returns (pystac-client's hook), e.g. to sign
+        asset hrefs; replaces the Planetary Computer signing of that provider.
+    headers
+        HTTP headers sent with every API request (e.g. ``{"Authorization": "Bearer ..."}``).
+        Reading the pixels takes its own headers: ``ReadConfig(http_headers=...)``.
 
     Returns
     -------
@@ -354,45 +414,40 @@ def open_catalog(source: str | Path | Catalog, provider: str | None = None) -> C
     FileNotFoundError
         For a path that does not exist.
     KeyError
-        For an unknown provider name.
+        For an unknown provider name, or an API whose collections no config reads.
     """
     if isinstance(source, Catalog):
         return source
     s = str(source)
     if s.startswith(("http://", "https://")):
-        if provider is None:
-            provider = next(
-                (
-                    n
-                    for n in list_providers()
-                    if (u := get_provider(n).url) and s.rstrip("/") == u.rstrip("/")
-                ),
-                None,
-            )
-            if provider is None:
-                raise KeyError(
-                    f"no provider config in catalogs/ has url {s!r}; pass provider=<name> "
-                    f"(available: {list_providers()})"
-                )
-        cfg = get_provider(provider)
-        return Catalog(source=s, provider=cfg, client=_open_api(s, cfg))
+        cfg = _as_config(provider) if provider is not None else _config_listing_url(s)
+        client = _open_api(s, cfg or _NO_SIGNING, modifier, headers)
+        if cfg is None:
+            cfg = get_provider(infer_provider((c.id for c in client.get_collections()), s))
+        return Catalog(source=s, provider=cfg, client=client)
     path = Path(s).expanduser()
     looks_like_path = path.suffix == ".json" or "/" in s or path.exists()
     if not looks_like_path:
-        cfg = get_provider(provider or s)
+        cfg = _as_config(provider or s)
         if not cfg.url:
             raise ValueError(
                 f"provider {cfg.name!r} has no STAC API; open its static catalog by path "
                 f"(e.g. open_catalog('path/to/catalog.json', provider={cfg.name!r}))"
             )
-        return Catalog(source=s, provider=cfg, client=_open_api(cfg.url, cfg))
+        return Catalog(source=s, provider=cfg, client=_open_api(cfg.url, cfg, modifier, headers))
     if path.is_dir():
         path = path / "catalog.json"
     if not path.is_file():
         raise FileNotFoundError(f"STAC source {s!r} is neither a provider name, a URL nor a file")
     items, links = _read_static(path)
-    cfg = get_provider(provider or _detect_provider(links))
+    cfg = _as_config(provider or _detect_provider(links))
+    if modifier is not None:
+        for it in items:
+            modifier(it)
     return Catalog(source=str(path), provider=cfg, items=items)
+
+
+_NO_SIGNING = ProviderConfig(name="(undetermined)", modalities=())
 
 
 # ---------------------------------------------------------------------------- selection

@@ -54,3 +54,29 @@ def check_class_table(table: list[dict[str, object]]) -> None:
         raise ValueError(
             f"class table {names} (ids {ids}) must have >= 2 distinct classes with ids 0..n-1"
         )
+
+
+def _describe_table(table: list[dict[str, object]]) -> str:
+    return "[" + ", ".join(f"{c.get('id', i)} {c.get('name')}" for i, c in enumerate(table)) + "]"
+
+
+def check_same_classes(
+    model_table: list[dict[str, object]],
+    data_table: list[dict[str, object]],
+    model_name: str,
+    data_name: str,
+) -> None:
+    """Raise ``ValueError`` showing both tables unless ids and names agree, in order.
+
+    Used before a model is scored against, or fine-tuned on, a cube's labels: a 3-class model
+    scored on 5-class labels, or swapped class names, would give meaningless numbers.
+    """
+    pairs = [(int(str(c.get("id", i))), str(c.get("name"))) for i, c in enumerate(model_table)]
+    other = [(int(str(c.get("id", i))), str(c.get("name"))) for i, c in enumerate(data_table)]
+    if pairs != other:
+        raise ValueError(
+            f"class tables differ: {model_name} has {len(pairs)} classes "
+            f"{_describe_table(model_table)} but {data_name} has {len(other)} classes "
+            f"{_describe_table(data_table)}; the model can only be evaluated on (or fine-tuned "
+            "to) labels with the same classes"
+        )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import dask
@@ -54,6 +54,13 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------------- options
+
+
+def _dataclass_token(obj: Any) -> tuple[Any, ...]:
+    """Deterministic Dask token of a frozen options dataclass: its type and field values."""
+    from dask.base import normalize_token
+
+    return (type(obj).__qualname__, *(normalize_token(getattr(obj, f.name)) for f in fields(obj)))
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,10 @@ class GLCMParams:
         object.__setattr__(self, "offsets", offsets)
         object.__setattr__(self, "value_range", (float(vmin), float(vmax)))
 
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        """Token from the field values (used in resume fingerprints), never the object id."""
+        return _dataclass_token(self)
+
 
 @dataclass(frozen=True)
 class FeatureOptions:
@@ -140,6 +151,10 @@ class FeatureOptions:
         object.__setattr__(self, "coherence_window", (wy, wx))
         if self.edges not in ("nan", "nearest", "reflect"):
             raise ValueError(f"edges must be 'nan', 'nearest' or 'reflect', got {self.edges!r}")
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        """Token from the field values (used in resume fingerprints), never the object id."""
+        return _dataclass_token(self)
 
 
 # ---------------------------------------------------------------------------------- PCA

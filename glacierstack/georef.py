@@ -25,7 +25,9 @@ the rasterio-bundled GDAL (3.10, whose Zarr v3 reader predates the ``bytes`` cod
   into a CF ``_FillValue`` and decode the layer to float32 with NaN) but a declared
   ``nodata: 255`` attribute (read by rioxarray as ``.rio.nodata`` and written by
   ``.rio.to_raster()``) plus CF ``flag_values``/``flag_meanings``. Plain ``xr.open_zarr`` thus
-  returns the labels as uint8.
+  returns the labels as uint8. The mosaic's ``classes`` and ``probabilities`` are the exception
+  (``cryonet.infer.mosaic``): they declare the fill value 255 so that chunks an unfinished run
+  never wrote read as missing, not as class 0.
 """
 
 from __future__ import annotations

@@ -93,6 +93,9 @@ class Grid:
         xmin, ymin, xmax, ymax = (float(v) for v in bbox)
         if not (xmax > xmin and ymax > ymin):
             raise ValueError(f"bbox {tuple(bbox)} in {bbox_crs} is empty or inverted")
+        if not (math.isfinite(float(resolution)) and float(resolution) > 0):
+            raise ValueError(f"resolution must be a positive number of metres, got {resolution}")
+        _check_lonlat(bbox, bbox_crs)
         if crs is None:
             to_ll = Transformer.from_crs(bbox_crs, "EPSG:4326", always_xy=True)
             lon, lat = to_ll.transform((xmin + xmax) / 2, (ymin + ymax) / 2)
@@ -107,6 +110,16 @@ class Grid:
             math.ceil(y1 / r) * r,
         )
         return cls(crs=crs, bounds=snapped, resolution=r)
+
+    def check_min_size(self, min_pixels: int, what: str = "region") -> None:
+        """Raise ``ValueError`` if the grid is smaller than ``min_pixels`` on either side."""
+        h, w = self.shape
+        if min(h, w) < min_pixels:
+            raise ValueError(
+                f"{what} {tuple(round(v, 2) for v in self.bounds)} ({self.crs}) is only {w} x {h} "
+                f"pixels at {self.resolution:g} m; at least {min_pixels} x {min_pixels} pixels are "
+                "needed (give a larger bbox or a finer resolution)"
+            )
 
     @classmethod
     def from_raster(cls, path: str | Any) -> Grid:
@@ -214,3 +227,16 @@ class Grid:
     def __repr__(self) -> str:
         h, w = self.shape
         return f"Grid({self.crs}, {w}x{h} px @ {self.resolution:g}, bounds={self.bounds})"
+
+
+def _check_lonlat(bbox: Sequence[float], bbox_crs: str) -> None:
+    """Refuse a lon/lat bbox whose numbers cannot be degrees, hinting at ``--bbox-crs``."""
+    if not CRS.from_user_input(bbox_crs).is_geographic:
+        return
+    xmin, ymin, xmax, ymax = (float(v) for v in bbox)
+    if max(abs(xmin), abs(xmax)) > 180 or max(abs(ymin), abs(ymax)) > 90:
+        raise ValueError(
+            f"bbox {tuple(bbox)} is not in degrees of {bbox_crs} (|lon| <= 180, |lat| <= 90); "
+            "projected coordinates (e.g. UTM metres) need --bbox-crs (bbox_crs=), e.g. "
+            "--bbox-crs EPSG:32645"
+        )

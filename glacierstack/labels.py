@@ -103,8 +103,8 @@ def read_outlines(outlines: Outlines, *, what: str = "outlines") -> gpd.GeoDataF
     Parameters
     ----------
     outlines
-        Path to a vector file (Shapefile, GeoPackage, GeoJSON, FlatGeobuf, ...) or a
-        GeoDataFrame/GeoSeries. Any CRS, as long as one is set.
+        Path or URL (``https://``, ``s3://``...) of a vector file (Shapefile, GeoPackage,
+        GeoJSON, FlatGeobuf, ...) or a GeoDataFrame/GeoSeries. Any CRS, as long as one is set.
     what
         Name used in error messages (e.g. ``"glacier outlines"``).
 
@@ -128,9 +128,11 @@ def read_outlines(outlines: Outlines, *, what: str = "outlines") -> gpd.GeoDataF
         gdf = outlines
         source = f"{what} (GeoDataFrame)"
     else:
-        path = Path(outlines)
-        source = f"{what} file {str(path)!r}"
-        if not path.exists():
+        # a URL (http://, https://, s3://...) goes to GDAL as given: Path() would collapse '//'
+        is_url = "://" in str(outlines)
+        path: str | Path = str(outlines) if is_url else Path(outlines)
+        source = f"{what} {'URL' if is_url else 'file'} {str(path)!r}"
+        if not is_url and not Path(path).exists():
             raise FileNotFoundError(f"{source} does not exist")
         try:
             gdf = gpd.read_file(path)

@@ -1,6 +1,7 @@
 """Modality and provider specifications: provider asset keys -> canonical band names.
 
-A *provider config* (one YAML file in ``catalogs/``) maps each *modality* (``s2``, ``dem``,
+A *provider config* (one YAML file in ``glacierstack/catalogs/`` or a folder of
+``$GLACIERSTACK_CATALOGS``) maps each *modality* (``s2``, ``dem``,
 ``lst``, ``velocity``, ``insar``, ...) to a STAC collection of that provider and, for every
 canonical band of the modality, the asset key, native resolution, resampling method, output
 dtype, scale/offset and nodata. The values are taken from the providers' real STAC metadata
@@ -24,7 +25,9 @@ disagree on how the Sentinel-2 processing-baseline 04.00 offset (-1000 DN) is ex
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,29 +43,19 @@ Selection = Literal["best", "pair"]
 #: Reflectance offset of Sentinel-2 L2A processing baseline >= 04.00 (BOA_ADD_OFFSET -1000 DN).
 S2_BASELINE_OFFSET = -0.1
 
-#: Folder holding the provider YAML files shipped with the repository.
+#: Folder of the provider YAML files shipped inside the package (``glacierstack/catalogs``).
+CATALOG_DIR = Path(str(importlib.resources.files("glacierstack") / "catalogs"))
 
 
-def _catalog_dir() -> Path:
-    """Folder of the provider YAMLs.
+def catalog_dirs() -> list[Path]:
+    """Folders searched for provider YAMLs, first match of a name wins.
 
-    ``$GLACIERSTACK_CATALOGS`` if set; else the repository's top-level ``catalogs/`` (source
-    and editable installs); else the copy a wheel installs under
-    ``<prefix>/share/glacierstack/catalogs``.
+    The folders listed in ``$GLACIERSTACK_CATALOGS`` (``os.pathsep``-separated; read at each
+    call, so it can be set after import), then the packaged :data:`CATALOG_DIR`.
     """
-    import os
-    import sys
-
-    env = os.environ.get("GLACIERSTACK_CATALOGS")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[1] / "catalogs"
-    if repo.is_dir():
-        return repo
-    return Path(sys.prefix) / "share" / "glacierstack" / "catalogs"
-
-
-CATALOG_DIR = _catalog_dir()
+    env = os.environ.get("GLACIERSTACK_CATALOGS", "")
+    extra = [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    return [*extra, CATALOG_DIR]
 
 
 @dataclass(frozen=True)
@@ -282,22 +275,52 @@ def _load_provider_cached(p: Path, mtime_ns: int) -> ProviderConfig:
     return provider_from_dict(d, path=p)
 
 
-def list_providers(directory: str | Path = CATALOG_DIR) -> list[str]:
-    """Names of the provider configs in ``directory``."""
-    return sorted(load_provider(p).name for p in Path(directory).glob("*.yaml"))
+def _dirs(directory: str | Path | None) -> list[Path]:
+    return catalog_dirs() if directory is None else [Path(directory)]
 
 
-def get_provider(name: str, directory: str | Path = CATALOG_DIR) -> ProviderConfig:
-    """Return the provider config called ``name`` (file ``<name>.yaml`` or ``name:`` field)."""
-    d = Path(directory)
-    direct = d / f"{name}.yaml"
-    if direct.is_file():
-        return load_provider(direct)
-    for p in sorted(d.glob("*.yaml")):
-        cfg = load_provider(p)
-        if cfg.name == name:
-            return cfg
-    raise KeyError(f"no provider config named {name!r} in {d}; available: {list_providers(d)}")
+def list_providers(directory: str | Path | None = None) -> list[str]:
+    """Names of the provider configs in ``directory`` (default: :func:`catalog_dirs`)."""
+    names: set[str] = set()
+    for d in _dirs(directory):
+        names |= {load_provider(p).name for p in d.glob("*.yaml")}
+    return sorted(names)
+
+
+def get_provider(name: str | Path, directory: str | Path | None = None) -> ProviderConfig:
+    """Return the provider config called ``name``.
+
+    Parameters
+    ----------
+    name
+        A config name (file ``<name>.yaml`` or a ``name:`` field in a folder of
+        :func:`catalog_dirs`), or the path of a YAML file (``my-api.yaml``).
+    directory
+        Search only this folder instead of :func:`catalog_dirs`.
+
+    Raises
+    ------
+    KeyError
+        If no config has that name; the message lists the folders and the names found.
+    """
+    s = str(name)
+    if s.endswith((".yaml", ".yml")) and Path(s).expanduser().is_file():
+        return load_provider(Path(s).expanduser())
+    dirs = _dirs(directory)
+    for d in dirs:
+        direct = d / f"{s}.yaml"
+        if direct.is_file():
+            return load_provider(direct)
+    for d in dirs:
+        for p in sorted(d.glob("*.yaml")):
+            cfg = load_provider(p)
+            if cfg.name == s:
+                return cfg
+    where = ", ".join(str(d) for d in dirs)
+    raise KeyError(
+        f"no provider config named {s!r} in {where}; available: {list_providers(directory)} "
+        "(or give the path of a provider YAML file)"
+    )
 
 
 # ---------------------------------------------------------------------------- scale/offset

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dask.base import tokenize
 
 from glacierstack import storage
 from glacierstack.features import FeatureOptions, PCASample
 from glacierstack.grid import Grid
+from glacierstack.inputs import ReadConfig
 from glacierstack.labels import PRECEDENCE, LabelRules, Outlines, _polygons_in_crs
 from glacierstack.layers import LAYER_GROUPS, S2_BANDS, resolve_layers
 from glacierstack.provenance import location_ref
@@ -111,7 +113,7 @@ def truth_outlines(catalog: Any, grid: Grid) -> tuple[str, str, str] | None:
     KeyError
         If the truth item lacks an outline asset.
     """
-    if not catalog.is_static or TRUTH_COLLECTION not in catalog.collections():
+    if TRUTH_COLLECTION not in catalog.collections():  # static catalogs and APIs alike
         return None
     items = catalog.search(TRUTH_COLLECTION, grid.bbox_lonlat(), raise_empty=False)
     if not items:
@@ -175,8 +177,27 @@ def _describe(outlines: Outlines | None) -> str | None:
     if outlines is None:
         return None
     if isinstance(outlines, str | os.PathLike):
-        return str(outlines)
+        return location_ref(outlines)  # no local path in the cube's metadata
     return f"<{type(outlines).__name__} with {len(outlines)} features>"
+
+
+def _open_catalog(catalog: Any, provider: Any = None) -> Any:
+    """``open_catalog``, with a JSON syntax error naming the catalog file it came from."""
+    import json
+
+    from glacierstack.catalog import open_catalog
+
+    try:
+        return open_catalog(catalog, provider)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"catalog {catalog} (or a file it links to) is not valid JSON: {err.msg} at line "
+            f"{err.lineno} column {err.colno}"
+        ) from err
+
+
+MIN_REGION_PIXELS = 8
+"""Smallest region side (pixels): the neighbourhood layers (terrain, texture) need windows."""
 
 
 def build_cube(
@@ -194,11 +215,13 @@ def build_cube(
     label_rules: LabelRules | None = None,
     scheme: str | ClassScheme = "cryonet5",
     modalities: Sequence[str] | Mapping[str, Any] | None = None,
-    feature_options: Mapping[str, Any] | None = None,
+    feature_options: FeatureOptions | None = None,
     chunk_size: int = 512,
     overwrite: bool = False,
     progress: bool = True,
     runner: RunnerOptions | DaskSession | None = None,
+    provider: str | None = None,
+    read: ReadConfig | None = None,
 ) -> Path:
     """Build the feature + label cube of a region from a STAC catalog into Zarr.
 
@@ -237,8 +260,9 @@ def build_cube(
         Modality names to load (default: those the layers need), or a mapping
         ``{modality: catalog}``.
     feature_options
-        Extra keyword arguments of :func:`glacierstack.features.compute_features`
-        (``glcm``, ``coherence_window``, ``edges``, ``flat_aspect``, ``pca``).
+        A :class:`~glacierstack.features.FeatureOptions` (GLCM, coherence window, edges, flat
+        aspect, PCA); default ``FeatureOptions()``. Its Dask token is part of the build's
+        request: a resumed build must use equal options.
     chunk_size
         Spatial chunk (and Zarr tile) size in pixels.
     overwrite
@@ -250,6 +274,13 @@ def build_cube(
         Dask scheduler and worker settings (:class:`~glacierstack.runner.RunnerOptions`), or
         an open :class:`~glacierstack.runner.DaskSession`; default: the active
         ``distributed.Client``, else the threaded scheduler.
+    provider
+        Provider config (name or YAML path) for the catalog(s), instead of the one detected
+        from the URL, the recorded links or the collection ids.
+    read
+        How the input files are read and checked
+        (:class:`~glacierstack.inputs.ReadConfig`: GDAL options and HTTP headers carried to
+        every Dask worker, ``allow_missing``, physical range check).
 
     Returns
     -------
@@ -264,9 +295,9 @@ def build_cube(
         A needed asset or modality is missing.
     ValueError
         Bad bbox/grid, unreadable outlines, or a layer with no valid pixel in the region.
+    glacierstack.inputs.InputError
+        An input file is unreadable (names the href) or contradicts its STAC metadata.
     """
-    from glacierstack.catalog import open_catalog
-
     if (bbox is None) == (grid is None):
         raise ValueError("give exactly one of bbox=... or grid=...")
     if chunk_size < 16:
@@ -281,9 +312,10 @@ def build_cube(
     storage.preflight(out, "cube", inputs=inputs)  # before any work: never an input, never foreign
     if grid is None:
         grid = Grid.from_bbox(bbox, bbox_crs=bbox_crs, resolution=resolution)  # type: ignore[arg-type]
+    grid.check_min_size(MIN_REGION_PIXELS)
     label_rules = label_rules or LabelRules()
     scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
-    options = FeatureOptions(**dict(feature_options or {}))
+    options = feature_options or FeatureOptions()
     skipped: dict[str, str] = {}
     if isinstance(catalog, Mapping):
         names = resolve_layers(layers)  # type: ignore[arg-type]
@@ -291,13 +323,13 @@ def build_cube(
         truth_cat = None
         mods = list(modalities) if modalities is not None else list(catalog)
     else:
-        source = open_catalog(catalog)
+        source = _open_catalog(catalog, provider)
         truth_cat = source
         if isinstance(modalities, Mapping):
             raise TypeError("a modalities mapping needs catalog to be a mapping too")
         names, mods, skipped = plan_layers(source, grid, datetime, layers, modalities)
 
-    reads = plan_reads(source, grid, datetime, mods)
+    reads = plan_reads(source, grid, datetime, mods, provider=provider, read=read)
     raw = _check_layers(reads, grid, names, options, source, bool(scheme.rule_classes))
     outline_source: dict[str, Any] = {}
     truth_item: list[str] = []
@@ -326,6 +358,8 @@ def build_cube(
         "modalities": {k: list(v) for k, v in reads.chosen},
         "label_rules": label_rules.to_attrs(),
         "label_precedence": PRECEDENCE,
+        "read": reads.read.to_attrs(),
+        "missing_inputs": [m.href for m in reads.missing],
         "outlines": outline_source,
         "nodata_rule": "labels are 255 where any feature layer is NaN",
         "sensor": raw.attrs.get("sensor", ""),
@@ -346,7 +380,7 @@ def build_cube(
             "outlines",
             "class_scheme",
         )
-    } | {"layers": list(names), "modalities": mods, "feature_options": repr(feature_options)}
+    } | {"layers": list(names), "modalities": mods, "feature_options": tokenize(options)}
     with ensure_session(runner or RunnerOptions(progress=progress)) as session:
         if needs_pca(names, options) and options.pca is None:
             optical = tuple(b for b in S2_BANDS if b in raw.data_vars)

@@ -12,7 +12,7 @@ naming happen here, so another loader (odc-stac) only has to implement one metho
 
 from __future__ import annotations
 
-import functools
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, runtime_checkable
@@ -24,6 +24,7 @@ import xarray as xr
 
 from glacierstack.catalog import Catalog, Selection, open_catalog, select_items
 from glacierstack.grid import Grid
+from glacierstack.inputs import MissingInput, ReadConfig, check_assets, check_range
 from glacierstack.modalities import BandSpec, ModalitySpec, choose_band_set, resolve_scale_offset
 
 __all__ = [
@@ -71,8 +72,8 @@ class RasterLoader(Protocol):
 class StackstacLoader:
     """:class:`RasterLoader` backed by stackstac (GDAL ``WarpedVRT`` per asset and chunk)."""
 
-    gdal_env: Any = None
-    """Optional :class:`stackstac.rio_env.LayeredEnv` (GDAL options for remote reads)."""
+    read: ReadConfig = ReadConfig()
+    """GDAL options, HTTP headers and missing-file policy; carried inside every read task."""
 
     def load(
         self,
@@ -87,7 +88,6 @@ class StackstacLoader:
         """Load ``assets`` of ``items`` onto ``grid`` (see :class:`RasterLoader`)."""
         from glacierstack import _compat
 
-        kw = {"gdal_env": self.gdal_env} if self.gdal_env is not None else {}
         arr = _compat.stack(
             items,
             assets=assets,
@@ -99,7 +99,8 @@ class StackstacLoader:
             rescale=False,
             resampling=resampling,
             chunksize=chunks,
-            **kw,
+            gdal_env=self.read.layered_env(),
+            errors_as_nodata=self.read.errors_as_nodata(),
         )
         if arr.sizes["time"] != len(items):
             # stackstac drops items entirely outside the bounds; callers pass only
@@ -169,11 +170,17 @@ def _on_grid(arr: xr.DataArray, grid: Grid) -> xr.DataArray:
 
 # ---------------------------------------------------------------------------- helpers
 def _mosaic(arr: xr.DataArray) -> xr.DataArray:
-    """First valid (non-NaN) value along ``time`` (items are ordered best first)."""
+    """First valid (non-NaN) value along ``time`` (items are ordered best first).
+
+    :func:`stackstac.mosaic` with ``reverse=True`` (first on top): one Dask reduction that
+    stops reading lower layers of a chunk once it is complete.
+    """
+    import stackstac
+
     if arr.sizes["time"] == 1:
         return arr.isel(time=0, drop=True)
-    slices = [arr.isel(time=i, drop=True) for i in range(arr.sizes["time"])]
-    return functools.reduce(lambda acc, nxt: acc.where(~acc.isnull(), nxt), slices)
+    out = stackstac.mosaic(arr, dim="time", reverse=True, nodata=np.nan)
+    return out.drop_vars([c for c in out.coords if "time" in out[c].dims], errors="ignore")
 
 
 def _encoding_arrays(
@@ -199,9 +206,16 @@ def _load_acquisition(
     items: Sequence[pystac.Item],
     grid: Grid,
     chunks: Chunks,
+    read: ReadConfig,
+    missing: Sequence[MissingInput] = (),
 ) -> dict[str, xr.DataArray]:
-    """Load one acquisition (items of one day, mosaicked) -> ``{band name: (y, x)}``."""
+    """Load one acquisition (items of one day, mosaicked) -> ``{band name: (y, x)}``.
+
+    Values are checked against their physical range as they are read (:func:`check_range`);
+    ``missing`` (assets masked under ``allow_missing``) is listed in the bands' attrs.
+    """
     scale, offset, nodata = _encoding_arrays(spec, bands, items)
+    ids = {it.id for it in items}
     out: dict[str, xr.DataArray] = {}
     # One loader call per (resampling, dtype) group of bands.
     groups: dict[tuple[str, str], list[int]] = {}
@@ -225,6 +239,7 @@ def _load_acquisition(
             # Belt and braces: mask the declared nodata even if the file lacks the tag.
             raw = raw.where((raw != nd.astype(dtype)) | nd.isnull())
             raw = raw * sc + of
+            raw = check_range(raw, [bands[j] for j in idx], items, read)
         mosaic = _mosaic(raw)
         for k, j in enumerate(idx):
             b = bands[j]
@@ -239,6 +254,7 @@ def _load_acquisition(
                 "scale": sorted({float(v) for v in scale[:, j]}),
                 "offset": sorted({float(v) for v in offset[:, j]}),
                 "stac_items": [it.id for it in items],
+                "missing_inputs": [m.href for m in missing if m.band == b.name and m.item in ids],
             }
             out[b.name] = da
     return out
@@ -280,6 +296,10 @@ class ReadPlan:
     chosen: tuple[tuple[str, tuple[str, ...]], ...]
     datetime: str | None
     loader: Any = None
+    read: ReadConfig = ReadConfig()
+    """How the files are read and checked (travels with the plan to every tile task)."""
+    missing: tuple[MissingInput, ...] = ()
+    """Assets that could not be opened and are masked (``read.allow_missing``)."""
 
 
 def _plan_modality(
@@ -309,10 +329,22 @@ def item_sensor(spec: ModalitySpec, item: pystac.Item) -> str:
     return sensor_for_platform(props.get("platform"), "optical")
 
 
+def _check_acquisitions(acqs: Sequence[AcquisitionRead], read: ReadConfig) -> list[MissingInput]:
+    """Open every asset header of ``acqs`` (``read.check_files``); see :func:`check_assets`."""
+    if not read.check_files:
+        return []
+    return [m for acq in acqs for m in check_assets(acq.spec, acq.bands, acq.items, read)]
+
+
 def _read_acquisition(
-    acq: AcquisitionRead, grid: Grid, loader: RasterLoader, chunks: Chunks
+    acq: AcquisitionRead,
+    grid: Grid,
+    loader: RasterLoader,
+    chunks: Chunks,
+    read: ReadConfig,
+    missing: Sequence[MissingInput] = (),
 ) -> dict[str, xr.DataArray]:
-    out = _load_acquisition(loader, acq.spec, acq.bands, acq.items, grid, chunks)
+    out = _load_acquisition(loader, acq.spec, acq.bands, acq.items, grid, chunks, read, missing)
     if acq.spec.sensor is not None:
         sensor = item_sensor(acq.spec, acq.items[0])
         for da in out.values():
@@ -332,18 +364,28 @@ def load_modality(
     *,
     loader: RasterLoader | None = None,
     chunks: int = 1024,
+    read: ReadConfig | None = None,
 ) -> tuple[dict[str, xr.DataArray], Selection]:
     """Search, select and stack one modality onto ``grid``.
+
+    ``read`` (default :class:`~glacierstack.inputs.ReadConfig`) sets how files are read and
+    checked; the default loader reads with it.
 
     Returns
     -------
     (dict, Selection)
         ``{canonical band name: lazy (y, x) DataArray}`` and the chosen items.
     """
+    read = read or ReadConfig()
     acqs, sel = _plan_modality(catalog, spec, grid, datetime)
+    missing = _check_acquisitions(acqs, read)
     out: dict[str, xr.DataArray] = {}
     for acq in acqs:
-        out.update(_read_acquisition(acq, grid, loader or StackstacLoader(), chunks))
+        out.update(
+            _read_acquisition(
+                acq, grid, loader or StackstacLoader(read=read), chunks, read, missing
+            )
+        )
     return out, sel
 
 
@@ -355,8 +397,11 @@ def plan_reads(
     *,
     loader: RasterLoader | None = None,
     provider: str | None = None,
+    read: ReadConfig | None = None,
 ) -> ReadPlan:
     """Search the catalog(s) for every modality once; see :func:`load_modalities`.
+
+    With ``read.check_files`` (default) every chosen asset's header is opened here, once.
 
     Returns
     -------
@@ -382,7 +427,23 @@ def plan_reads(
         acqs += found
         item_ids += [i for i in sel.item_ids if i not in item_ids]
         chosen[name] = tuple(sel.item_ids)
-    return ReadPlan(tuple(acqs), tuple(item_ids), tuple(chosen.items()), datetime, loader)
+    read = read or ReadConfig()
+    missing = _check_acquisitions(acqs, read)
+    if missing:
+        warnings.warn(
+            f"masked {len(missing)} unreadable inputs (allow_missing): "
+            f"{[m.href for m in missing[:3]]}",
+            stacklevel=2,
+        )
+    return ReadPlan(
+        tuple(acqs),
+        tuple(item_ids),
+        tuple(chosen.items()),
+        datetime,
+        loader,
+        read=read,
+        missing=tuple(missing),
+    )
 
 
 def read_plan(plan: ReadPlan, grid: Grid, *, chunks: Chunks = 1024) -> xr.Dataset:
@@ -397,10 +458,10 @@ def read_plan(plan: ReadPlan, grid: Grid, *, chunks: Chunks = 1024) -> xr.Datase
     ValueError
         If two modalities provide the same band.
     """
-    loader = plan.loader or StackstacLoader()
+    loader = plan.loader or StackstacLoader(read=plan.read)
     data: dict[str, xr.DataArray] = {}
     for acq in plan.acquisitions:
-        arrays = _read_acquisition(acq, grid, loader, chunks)
+        arrays = _read_acquisition(acq, grid, loader, chunks, plan.read, plan.missing)
         clash = set(arrays) & set(data)
         if clash:
             raise ValueError(
@@ -414,6 +475,8 @@ def read_plan(plan: ReadPlan, grid: Grid, *, chunks: Chunks = 1024) -> xr.Datase
         "stac_items": list(plan.item_ids),
         "datetime": plan.datetime or "",
         "modalities": {k: list(v) for k, v in plan.chosen},
+        "read": plan.read.to_attrs(),
+        "missing_inputs": [m.href for m in plan.missing],
     }
     sensors = [str(v.attrs["sensor"]) for v in data.values() if "sensor" in v.attrs]
     if sensors:
@@ -430,6 +493,7 @@ def load_modalities(
     loader: RasterLoader | None = None,
     chunks: int = 1024,
     provider: str | None = None,
+    read: ReadConfig | None = None,
 ) -> xr.Dataset:
     """Load the raw modality dataset on ``grid`` (lazy).
 
@@ -453,14 +517,19 @@ def load_modalities(
     chunks
         Spatial Dask chunk size in pixels.
     provider
-        Provider config name, overriding detection (for a single ``catalog``).
+        Provider config name or YAML path, overriding detection (applies to every source).
+    read
+        How pixels are read and checked (:class:`~glacierstack.inputs.ReadConfig`: GDAL
+        options and HTTP headers carried to every Dask worker, ``allow_missing``, the
+        physical range check). Default: ``ReadConfig()``.
 
     Returns
     -------
     xarray.Dataset
         Variables ``B01..B12`` (reflectance), ``elevation`` (m), ``lst`` (K), ``velocity`` or
         ``vx``/``vy`` (m/yr), ``s1_ref``/``s1_sec`` (complex64), float32 with NaN for nodata;
-        attrs ``grid``, ``stac_items``, ``datetime``, ``modalities``.
+        attrs ``grid``, ``stac_items``, ``datetime``, ``modalities``, ``read`` and
+        ``missing_inputs`` (hrefs masked under ``allow_missing``).
 
     Raises
     ------
@@ -468,6 +537,12 @@ def load_modalities(
         If a modality has no item (message names collection, bbox and dates).
     KeyError
         For an unknown modality or missing assets.
+    InputError
+        For an unreadable file (without ``allow_missing``) or one that contradicts its STAC
+        metadata; the message names band and href. Values outside the band's physical
+        range raise it when the pixels are computed.
     """
-    plan = plan_reads(catalog, grid, datetime, modalities, loader=loader, provider=provider)
+    plan = plan_reads(
+        catalog, grid, datetime, modalities, loader=loader, provider=provider, read=read
+    )
     return read_plan(plan, grid, chunks=chunks)

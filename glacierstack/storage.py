@@ -241,7 +241,21 @@ def store_info(where: str | os.PathLike[str] | StoreURL, *, wait: bool = True) -
         return StoreInfo("ours", "cube", done, True, None, sig)
     if attrs is not None and "run" in attrs:
         return StoreInfo("ours", "mosaic", done, True, None, attrs["run"])
+    if attrs is None and _only_claim_folder(store):
+        # empty, or a claim being made right now (or one that died before writing its file):
+        # nothing to lose, and the exclusive claim file decides who owns it
+        return StoreInfo("missing")
     return StoreInfo("foreign")
+
+
+def _only_claim_folder(store: StoreURL) -> bool:
+    try:
+        entries = store.fs.ls(store.path, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    if not store.fs.isdir(store.path):
+        return False
+    return {e.rstrip("/").rsplit("/", 1)[-1] for e in entries} <= {META}
 
 
 # ----------------------------------------------------------------------------- removal
@@ -549,16 +563,20 @@ def _checksums(store: StoreURL, keys: Sequence[str], batch: int = 256) -> dict[s
     return out
 
 
-def complete(claim_: Claim, attrs: Mapping[str, Any] | None = None) -> None:
+def complete(
+    claim_: Claim, attrs: Mapping[str, Any] | None = None, *, drop: Sequence[str] = ()
+) -> None:
     """Finish a store: manifest, then ``complete: true`` (+ ``attrs``), consolidation, cleanup.
 
-    Refuses (:class:`StoreMismatchError`) if another run took the store over meanwhile.
+    ``drop`` names Zarr groups of run bookkeeping (done markers) that are left out of the
+    manifest and deleted once the store is complete. Refuses (:class:`StoreMismatchError`) if
+    another run took the store over meanwhile.
     """
     import zarr
 
     store = claim_.store
     check_owner(store, claim_.run_id)
-    sizes = _chunk_files(store)
+    sizes = {k: v for k, v in _chunk_files(store).items() if not any(_inside(k, d) for d in drop)}
     sums = _checksums(store, sorted(sizes))
     manifest = {
         "format": 1,
@@ -568,6 +586,9 @@ def complete(claim_: Claim, attrs: Mapping[str, Any] | None = None) -> None:
     _put(store, _meta(store, MANIFEST), json.dumps(manifest).encode())
     group = zarr.open_group(store.url, mode="r+", zarr_format=2)
     group.attrs.update({**dict(attrs or {}), "complete": True})
+    for name in drop:
+        if name in group:
+            del group[name]
     with warnings.catch_warnings():  # our folder is not a Zarr node, on purpose
         warnings.filterwarnings("ignore", message=".*not recognized as a component")
         zarr.consolidate_metadata(store.url, zarr_format=2)
@@ -582,10 +603,10 @@ def check_complete(where: str | os.PathLike[str] | StoreURL, kind: StoreKind) ->
     """
     store = StoreURL.parse(where)
     info = store_info(store, wait=False)
-    if info.state == "missing":
+    if info.state == "missing" and not store.exists():
         raise FileNotFoundError(f"no {kind} at {store}")
-    if info.state == "foreign" or info.kind != kind:
-        what = _what(info, kind)
+    if info.state != "ours" or info.kind != kind:  # an empty folder is not a store either
+        what = _what(info if info.state == "ours" else StoreInfo("foreign"), kind)
         raise ForeignStoreError(f"{store} is {what}")
     if not info.complete:
         raise IncompleteStoreError(

@@ -101,6 +101,17 @@ def test_guide_runs_end_to_end(scene):
         assert r["pixels"] == n_east == int(np.sum(r["confusion_matrix"]))
         assert 0.0 <= r["classes"]["glacier"]["iou"] <= 1.0
     assert scores["results"]["forest"]["classes"]["glacier"]["iou"] > 0.2  # it learned glaciers
+    # the checkpoint records the scheme, sensor and layers; prediction followed training
+    from cryonet.checkpoint import load_checkpoint
+    from cryonet.infer import open_mosaic
+
+    ckpt = load_checkpoint(scene / "run" / "checkpoints" / "best.pt")
+    assert ckpt["extra"]["class_scheme"]["name"] == "glacier"
+    assert ckpt["extra"]["sensor"] == "landsat-etm-c2l2"
+    assert [c["name"] for c in ckpt["classes"]] == ["background", "glacier"]
+    assert list(ckpt["bands"]) == list(ds.band.values)
+    run = open_mosaic(scene / "map.zarr").attrs["run"]
+    assert (run["tile_size"], run["overlap"]) == (16, 4)  # the training patch size, a quarter
     # exports: a COG on the cube grid and a glacier outline layer
     with rasterio.open(scene / "map.tif") as cog:
         assert cog.crs.to_epsg() == 32644 and cog.shape == labels.shape

@@ -108,3 +108,22 @@ def test_tutorial_notebook_executes(tmp_path):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "dashboard: http" in text
     print(f"notebook executed in {elapsed:.0f} s")
+
+
+def test_progress_bars_render_as_widgets_in_jupyter():
+    """With ipywidgets (notebook extra) tqdm.auto bars are widgets, not "IProgress not found"."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='tiles'):\n    pass"
+        )
+    ]
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "IProgress not found" not in text, text
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), (
+        outputs
+    )

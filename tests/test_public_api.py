@@ -73,34 +73,41 @@ def _py_defaults(func) -> dict[str, object]:
     }
 
 
-def _pairs():
-    import cryonet
+# (CLI, command) -> the Python function it wraps (same parameters, same defaults)
+_PAIRS = {
+    "glacierstack cube": ("glacierstack", "build_cube"),
+    "glacierstack synth": ("glacierstack", "generate_region"),
+    "glacierstack search": ("glacierstack", "search"),
+    "glacierstack stac-from-files": ("glacierstack", "stac_from_files"),
+    "cryonet predict": ("cryonet", "predict"),
+    "cryonet evaluate": ("cryonet", "evaluate"),
+    "cryonet importance": ("cryonet", "importance"),
+    "cryonet export": ("cryonet", "export_polygons"),
+    "cryonet demo": ("cryonet", "DemoConfig"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(_PAIRS))
+def test_cli_and_python_share_defaults(command):
+    import importlib
+
     from cryonet.cli import app as capp
     from glacierstack.cli import app as gapp
 
-    return [
-        (gapp, "cube", glacierstack.build_cube),
-        (gapp, "synth", glacierstack.generate_region),
-        (gapp, "search", glacierstack.search),
-        (gapp, "stac-from-files", glacierstack.stac_from_files),
-        (capp, "predict", cryonet.predict),
-        (capp, "evaluate", cryonet.evaluate),
-        (capp, "importance", cryonet.importance),
-        (capp, "export", cryonet.export_polygons),
-        (capp, "demo", cryonet.run_demo),
-    ]
-
-
-@pytest.mark.parametrize("index", range(9))
-def test_cli_and_python_share_defaults(index):
-    app, command, func = _pairs()[index]
-    cli = _cli_defaults(app, command)
+    prog, sub = command.split(" ", 1)
+    package, attr = _PAIRS[command]
+    app, func = (
+        {"glacierstack": gapp, "cryonet": capp}[prog],
+        getattr(importlib.import_module(package), attr),
+    )
+    cli = _cli_defaults(app, sub)
     py = _py_defaults(func)
     shared = [
         n
         for n in cli
         if n in py and cli[n] is not None and py[n] is not None and n not in ("device",)
     ]
+    assert shared, f"{command}: no shared parameter with a default to compare"
     for name in shared:
         cli_value, py_value = cli[name], py[name]
         if isinstance(py_value, float | int) and not isinstance(py_value, bool):

@@ -16,7 +16,7 @@ _AREA = "west|east|north|south, bbox:xmin,ymin,xmax,ymax (cube CRS), or FILE[:VA
 
 @app.command()
 def split(
-    cube: Annotated[Path, typer.Option(help="Zarr feature cube.")],
+    cube: Annotated[str, typer.Option(help="Zarr feature cube.")],
     out: Annotated[Path, typer.Option(help="split.json to write.")],
     patch_size: Annotated[int, typer.Option(help="Patch edge in pixels (as in training).")],
     areas: Annotated[
@@ -43,7 +43,7 @@ def split(
 
 @app.command()
 def baseline(
-    cube: Annotated[Path, typer.Option(help="Zarr feature cube.")],
+    cube: Annotated[str, typer.Option(help="Zarr feature cube.")],
     out: Annotated[Path, typer.Option(help="Class GeoTIFF to write (the forest's map).")],
     split_file: Annotated[
         Path | None, typer.Option(help="split.json: train on its train windows.")
@@ -67,7 +67,7 @@ def baseline(
 
 @app.command()
 def score(
-    cube: Annotated[Path, typer.Option(help="Zarr cube holding the labels.")],
+    cube: Annotated[str, typer.Option(help="Zarr cube holding the labels.")],
     area: Annotated[str, typer.Option(help=f"Area to score: {_AREA}")],
     maps: Annotated[
         list[str],

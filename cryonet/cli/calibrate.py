@@ -12,8 +12,8 @@ from cryonet.cli import app
 
 @app.command()
 def calibrate(
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint (.pt) to calibrate in place.")],
-    cube: Annotated[Path, typer.Option(help="Zarr cube the split refers to.")],
+    checkpoint: Annotated[str, typer.Option(help="Checkpoint (.pt) to calibrate in place.")],
+    cube: Annotated[str, typer.Option(help="Zarr cube the split refers to.")],
     split: Annotated[Path, typer.Option(help="split.json or a run directory holding one.")],
     subset: Annotated[str, typer.Option(help="Patches to fit on (val; never test).")] = "val",
     batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 8,

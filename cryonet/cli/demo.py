@@ -62,8 +62,8 @@ def demo(
 
 @app.command()
 def importance(
-    checkpoint: Annotated[Path, typer.Option(help="Trained checkpoint (.pt).")],
-    cube: Annotated[Path, typer.Option(help="Zarr cube with the checkpoint's bands.")],
+    checkpoint: Annotated[str, typer.Option(help="Trained checkpoint (.pt).")],
+    cube: Annotated[str, typer.Option(help="Zarr cube with the checkpoint's bands.")],
     out: Annotated[Path, typer.Option(help="Folder for importance.csv/.json/.png.")],
     split: Annotated[
         Path | None,
@@ -110,8 +110,8 @@ def importance(
 
 @app.command()
 def finetune(
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint trained on the source region.")],
-    cube: Annotated[Path, typer.Option(help="Zarr cube of the target region.")],
+    checkpoint: Annotated[str, typer.Option(help="Checkpoint trained on the source region.")],
+    cube: Annotated[str, typer.Option(help="Zarr cube of the target region.")],
     out: Annotated[Path, typer.Option(help="Output folder (tables, fine-tuned checkpoint).")],
     iterations: Annotated[int, typer.Option(help="Fine-tuning optimizer steps.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 8,

@@ -60,7 +60,11 @@ def predict(
     (maximum probability, normalised entropy), all calibrated by the checkpoint's temperature.
     """
     from cryonet.infer import predict as run
+    from cryonet.infer.run import check_sizes
 
+    # sizes first: before the checkpoint is read or anything is created
+    check_sizes(tile_size=tile_size, batch_size=batch_size, chunk_size=chunk_size,
+                threads=threads, torch_threads=torch_threads)  # fmt: skip
     runner_options(scheduler, threads, torch_threads, profile, progress)  # validate first
     if tile_size is None or overlap is None:
         from cryonet.areaeval import default_tiling

@@ -87,7 +87,7 @@ def evaluate(
     checkpoint: Annotated[
         Path, typer.Option(help="Checkpoint (.pt), e.g. RUN/checkpoints/best.pt")
     ],
-    cube: Annotated[Path, typer.Option(help="The Zarr cube the split refers to.")],
+    cube: Annotated[str, typer.Option(help="The Zarr cube the split refers to.")],
     split: Annotated[Path, typer.Option(help="split.json or the run directory holding it.")],
     out: Annotated[Path, typer.Option(help="Folder for tables (Markdown + CSV) and figures.")],
     subset: Annotated[str, typer.Option(help="test, val or train.")] = "test",
@@ -124,7 +124,7 @@ def evaluate(
 
 @app.command()
 def compare(
-    cube: Annotated[Path, typer.Option(help="Zarr feature cube.")],
+    cube: Annotated[str, typer.Option(help="Zarr feature cube.")],
     out: Annotated[Path, typer.Option(help="Output folder (one run per model + tables).")],
     models: Annotated[
         list[str],

@@ -17,6 +17,7 @@ from cryonet.infer.tiling import TilingOptions, hann_window, input_window, tile_
 from glacierstack.classes import NODATA_LABEL
 
 __all__ = [
+    "PROBABILITY_FILL",
     "PROBABILITY_SCALE",
     "blend_window",
     "finish",
@@ -25,8 +26,11 @@ __all__ = [
     "quantise",
 ]
 
-PROBABILITY_SCALE = 255
-"""Probabilities are stored as ``uint8``: ``round(p * 255)``; read back with ``/ 255``."""
+PROBABILITY_SCALE = 254
+"""Probabilities are stored as ``uint8``: ``round(p * 254)``; read back with ``/ 254``."""
+
+PROBABILITY_FILL = 255
+"""Fill value of the stored probabilities: a chunk never written reads as 255 (missing)."""
 
 
 def _forward(model: LoadedModel, batch: np.ndarray, device: torch.device, amp: bool) -> np.ndarray:

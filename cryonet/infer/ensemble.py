@@ -72,6 +72,8 @@ def parse_tta(spec: str | Sequence[int] | None) -> tuple[int, ...]:
 class AveragedModule(nn.Module):
     """Average the probabilities of several models over several dihedral transforms.
 
+    The forward pass returns the log of the averaged probabilities.
+
     Parameters
     ----------
     members
@@ -83,8 +85,6 @@ class AveragedModule(nn.Module):
         member's own normalisation (``None``: identical statistics).
     transforms
         Dihedral codes (see :data:`DIHEDRAL`).
-
-    ``forward`` returns the log of the averaged probabilities.
     """
 
     def __init__(
@@ -204,7 +204,11 @@ def model_source(
     """
 
     def as_source(c: str | os.PathLike[str] | ModelSource) -> ModelSource:
-        return c if isinstance(c, ModelSource) else CheckpointModel(Path(c))
+        return (
+            c
+            if isinstance(c, ModelSource)
+            else CheckpointModel(c if isinstance(c, str) else Path(c))
+        )
 
     transforms = parse_tta(tta)
     first = as_source(checkpoint)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 import xarray as xr
-import zarr
 
 from cryonet.bands import band_index
 from cryonet.infer.blend import PROBABILITY_SCALE
@@ -20,12 +19,13 @@ from cryonet.infer.schedule import execute
 from cryonet.infer.sources import LoadedModel, ModelSource, load_cached
 from cryonet.infer.task import ChunkJob
 from cryonet.infer.tiling import TilingOptions, chunk_plan, default_chunk_size
+from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL
 from glacierstack.grid import Grid
 from glacierstack.provenance import location_ref
 from glacierstack.runner import DaskSession, RunnerOptions, dask_session, parse_scheduler
 
-__all__ = ["predict"]
+__all__ = ["check_sizes", "predict"]
 
 
 def predict(
@@ -102,18 +102,31 @@ def predict(
     from cryonet.infer.ensemble import model_source
 
     tiling = TilingOptions(tile_size, overlap, batch_size, device, amp)
+    check_sizes(chunk_size=chunk_size, threads=threads, torch_threads=torch_threads)
+    runner = _runner(scheduler, threads, torch_threads, profile, progress)
+    cube = cube if storage.is_url(cube) else Path(cube).expanduser().resolve()  # type: ignore[assignment]
+    inputs = [str(cube)] + [
+        os.fspath(c) for c in (checkpoint, *ensemble) if isinstance(c, str | os.PathLike)
+    ]
+    store = storage.preflight(out, "mosaic", inputs=inputs)  # before anything is read
     source = model_source(checkpoint, ensemble, tta)
-    cube, out = Path(cube).expanduser().resolve(), Path(out).expanduser().resolve()
     ds = _open_cube(cube)
     if "grid" not in ds.attrs:
         raise ValueError(f"cube {cube} has no 'grid' attribute (glacierstack.store layout)")
     grid = Grid.from_attrs(ds.attrs["grid"])
     cube_bands = [str(b) for b in ds["band"].values]
-    runner = _runner(scheduler, threads, torch_threads, profile, progress)
     with dask_session(runner) as session:
         return _predict(
-            source, cube, out, ds, grid, cube_bands, tiling, chunk_size, overwrite, session
-        )
+            source, cube, store, ds, grid, cube_bands, tiling, chunk_size, overwrite, session,
+            inputs,
+        )  # fmt: skip
+
+
+def check_sizes(**sizes: int | None) -> None:
+    """Refuse sizes that cannot work, before anything is read or created (no silent defaults)."""
+    for name, value in sizes.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1 (or unset for the default), got {value}")
 
 
 def _runner(
@@ -134,8 +147,8 @@ def _runner(
 
 def _predict(
     source: ModelSource,
-    cube: Path,
-    out: Path,
+    cube: Path | str,
+    store: storage.StoreURL,
     ds: xr.Dataset,
     grid: Grid,
     cube_bands: list[str],
@@ -143,42 +156,38 @@ def _predict(
     chunk_size: int | None,
     overwrite: bool,
     session: DaskSession,
+    inputs: list[str],
 ) -> Path:
     local = session.client is None
     # the client process needs the model's bands/classes; it only keeps a GPU copy if it runs
     # the tasks itself
     model = load_cached(source, tiling.resolved_device() if local else torch.device("cpu"))
     index = band_index(model.bands, cube_bands, f"cube {cube}")
-    cs = int(chunk_size) if chunk_size else default_chunk_size(tiling)
-    if cs < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    cs = int(chunk_size) if chunk_size is not None else default_chunk_size(tiling)
     signature = _run_signature(source, ds, cube, grid, model.bands, tiling, cs)
 
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
-    if out.exists():
-        attrs = dict(zarr.open_group(out, mode="r").attrs)
-        previous: Any = attrs.get("run")
-        if previous != signature:
-            raise ValueError(
-                f"{out} holds a different run ({_diff(previous, signature)}); "
-                "pass overwrite=True (--overwrite) to replace it"
-            )
-        if attrs.get("complete"):
-            return out
-    else:
-        create_store(out, grid, model.classes, cs, _store_attrs(ds, cube, grid, model, signature))
+    # exclusive creation: of two runs racing for a new store one wins, the other resumes the
+    # same run or is refused; a different run's store is never resumed
+    claim = storage.claim(store, "mosaic", signature, overwrite=overwrite, inputs=inputs)
+    result: Any = Path(store.url) if store.is_local else store.url
+    if claim.state == "complete":
+        return result
+    if claim.state == "new":
+        attrs = _store_attrs(ds, cube, grid, model, signature)
+        create_store(claim, grid, model.classes, cs, attrs)
 
-    done = done_markers(out)
+    done = done_markers(store.url)
     plan = [(iy, ix) for iy, ix, _, _ in chunk_plan(grid.shape, cs) if not done[iy, ix]]
     threads = session.options.torch_threads
-    job = ChunkJob(str(cube), str(out), tuple(index), grid.shape, cs, tiling, threads)
+    job = ChunkJob(
+        str(cube), store.url, tuple(index), grid.shape, cs, tiling, threads, claim.run_id
+    )
     execute(source, job, plan, session)
-    finalise_store(out)
-    return out
+    finalise_store(claim)
+    return result
 
 
-def _open_cube(cube: Path) -> xr.Dataset:
+def _open_cube(cube: Path | str) -> xr.Dataset:
     from glacierstack.store import open_cube
 
     return open_cube(cube)
@@ -198,7 +207,7 @@ def _software() -> dict[str, str]:
 def _run_signature(
     source: ModelSource,
     ds: xr.Dataset,
-    cube: Path,
+    cube: Path | str,
     grid: Grid,
     bands: Sequence[str],
     tiling: TilingOptions,
@@ -229,7 +238,7 @@ def _run_signature(
 
 
 def _store_attrs(
-    ds: xr.Dataset, cube: Path, grid: Grid, model: LoadedModel, signature: dict[str, Any]
+    ds: xr.Dataset, cube: Path | str, grid: Grid, model: LoadedModel, signature: dict[str, Any]
 ) -> dict[str, Any]:
     """Attributes of a new mosaic: grid, classes, bands, run signature and provenance."""
     return {
@@ -259,10 +268,3 @@ def _jsonable(v: Any) -> bool:
     except TypeError:
         return False
     return True
-
-
-def _diff(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
-    if not old:
-        return "no run signature"
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return ", ".join(f"{k}: {old.get(k)!r} != {new.get(k)!r}" for k in keys)

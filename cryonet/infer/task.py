@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import zarr
 
@@ -13,6 +12,7 @@ from cryonet.infer.blend import blend_window, finish, normalise, quantise
 from cryonet.infer.mosaic import CONFIDENCE_LAYERS, DONE
 from cryonet.infer.sources import ModelSource, load_cached
 from cryonet.infer.tiling import TilingOptions, input_window
+from glacierstack import storage
 
 __all__ = ["ChunkJob", "run_chunk"]
 
@@ -28,6 +28,8 @@ class ChunkJob:
     chunk_size: int
     tiling: TilingOptions
     torch_threads: int | None = None
+    run_id: str = "legacy"
+    """Claim of the run (:func:`glacierstack.storage.claim`), checked around each write."""
 
 
 def _array(store: str, name: str, mode: str) -> zarr.Array:
@@ -45,7 +47,8 @@ def run_chunk(source: ModelSource, job: ChunkJob, iy: int, ix: int) -> int:
     cs = job.chunk_size
     target = (slice(iy * cs, min((iy + 1) * cs, h)), slice(ix * cs, min((ix + 1) * cs, w)))
     wy, wx = input_window(job.region_shape, target, tiling)
-    raw = np.asarray(_array(job.cube, "features", "r")[:, wy, wx])
+    raw = storage.read_guarded(_array(job.cube, "features", "r"), (slice(None), wy, wx),
+                               job.cube, "features")  # fmt: skip
     if list(job.band_index) != list(range(raw.shape[0])):
         raw = raw[list(job.band_index)]
     x, nodata = normalise(raw, model)
@@ -61,9 +64,11 @@ def run_chunk(source: ModelSource, job: ChunkJob, iy: int, ix: int) -> int:
         target[1].start - wx.start : target[1].stop - wx.start,
     ]
     probs, classes = finish(probs, nodata)
+    storage.check_owner(job.out, job.run_id)  # a store taken over by another run is left alone
     _array(job.out, "classes", "r+")[target] = classes
     _array(job.out, "probabilities", "r+")[(slice(None), *target)] = quantise(probs)
     for name, layer in zip(CONFIDENCE_LAYERS, confidence_layers(probs), strict=True):
         _array(job.out, name, "r+")[target] = quantise(layer)
+    storage.check_owner(job.out, job.run_id)  # ... and its chunk is never marked done by us
     _array(job.out, DONE, "r+")[iy, ix] = 1  # marker last: a killed task leaves it unset
     return counter[0]

@@ -59,6 +59,17 @@ class TilingOptions:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
+    def __dask_tokenize__(self) -> tuple[object, ...]:
+        """Token from the field values (task names of a run), never the object id."""
+        return (
+            "TilingOptions",
+            self.tile_size,
+            self.overlap,
+            self.batch_size,
+            self.device,
+            self.amp,
+        )
+
     @property
     def stride(self) -> int:
         """Distance between the starts of consecutive tiles."""

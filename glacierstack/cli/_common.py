@@ -16,6 +16,28 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
     return vals  # type: ignore[return-value]
 
 
+def parse_pairs(values: list[str] | None, sep: str, what: str) -> dict[str, str]:
+    """Parse ``["K<sep>V", ...]`` (``--header 'Name: value'``, ``--gdal-env KEY=VALUE``)."""
+    out: dict[str, str] = {}
+    for v in values or []:
+        key, found, val = v.partition(sep)
+        if not found or not key.strip():
+            raise typer.BadParameter(f"{what} {v!r} must look like 'NAME{sep}VALUE'")
+        out[key.strip()] = val.strip()
+    return out
+
+
+HEADER_HELP = (
+    "HTTP header 'Name: value' sent to the STAC API and with every pixel read, on every Dask "
+    "worker (repeatable), e.g. 'Authorization: Bearer TOKEN'"
+)
+GDAL_ENV_HELP = "GDAL config option KEY=VALUE for every pixel read, on every worker (repeatable)"
+PROVIDER_HELP = (
+    "Provider config (name from 'glacierstack providers' or path to a YAML file); default: "
+    "matched by URL, recorded links or the catalog's collection ids"
+)
+
+
 STORAGE_OPTION_HELP = (
     "fsspec storage option for object-store URLs (s3://, gs://, az://), repeatable, before the "
     "command: e.g. endpoint_url=http://minio:9000, profile=myaws, anon=true, "

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from glacierstack.cli import app
-from glacierstack.cli._common import parse_bbox
+from glacierstack.cli._common import HEADER_HELP, PROVIDER_HELP, parse_bbox, parse_pairs
 
 
 @app.command()
@@ -47,8 +47,9 @@ def search(
         str | None, typer.Option(help="Collection id (instead of a modality)")
     ] = None,
     bbox_crs: Annotated[str, typer.Option(help="CRS of --bbox")] = "EPSG:4326",
-    provider: Annotated[str | None, typer.Option(help="Provider config to use")] = None,
+    provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP)] = None,
     limit: Annotated[int, typer.Option(help="Maximum number of items")] = 50,
+    header: Annotated[list[str] | None, typer.Option(help=HEADER_HELP)] = None,
 ) -> None:
     """Search a catalog and show the items found (and the scene(s) a cube would use)."""
     from rich.console import Console
@@ -57,7 +58,11 @@ def search(
     from glacierstack.catalog import EmptySearchError, bbox_to_lonlat, open_catalog, select_items
     from glacierstack.modalities import choose_band_set
 
-    cat = open_catalog(catalog, provider)
+    try:
+        cat = open_catalog(catalog, provider, headers=parse_pairs(header, ":", "--header"))
+    except (KeyError, FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e.args[0] if e.args else e}", err=True)
+        raise typer.Exit(1) from e
     box = parse_bbox(bbox)
     if (modality is None) == (collection is None):
         raise typer.BadParameter("give exactly one of --modality or --collection")

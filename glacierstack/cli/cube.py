@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from glacierstack.cli import app
-from glacierstack.cli._common import parse_bbox
+from glacierstack.cli._common import (
+    GDAL_ENV_HELP,
+    HEADER_HELP,
+    PROVIDER_HELP,
+    parse_bbox,
+    parse_pairs,
+)
 from glacierstack.runner import PROFILE_HELP, SCHEDULER_HELP, THREADS_HELP, runner_options
 
 
@@ -57,10 +63,10 @@ def cube(
         ),
     ] = None,
     glacier_outlines: Annotated[
-        Path | None, typer.Option(help="Glacier outlines (any vector format and CRS)")
+        str | None, typer.Option(help="Glacier outlines, path or URL (any vector format, CRS)")
     ] = None,
     debris_outlines: Annotated[
-        Path | None, typer.Option(help="Debris-cover outlines (any vector format and CRS)")
+        str | None, typer.Option(help="Debris-cover outlines, path or URL (any vector format)")
     ] = None,
     scheme: Annotated[
         str,
@@ -79,6 +85,16 @@ def cube(
     profile: Annotated[Path | None, typer.Option(help=PROFILE_HELP)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+    provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP)] = None,
+    header: Annotated[list[str] | None, typer.Option(help=HEADER_HELP)] = None,
+    gdal_env: Annotated[list[str] | None, typer.Option(help=GDAL_ENV_HELP)] = None,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            help="Mask input files that cannot be read (listed in the cube attrs "
+            "'missing_inputs') instead of failing"
+        ),
+    ] = False,
 ) -> None:
     """Build the feature + label cube of a region from a STAC catalog into a Zarr store.
 
@@ -86,7 +102,9 @@ def cube(
     """
     from pyproj import CRS
 
+    from glacierstack.catalog import open_catalog
     from glacierstack.grid import Grid
+    from glacierstack.inputs import ReadConfig
     from glacierstack.labels import LabelRules
     from glacierstack.pipeline import build_cube
 
@@ -95,6 +113,10 @@ def cube(
         raise typer.BadParameter("give exactly one of --bbox or --like")
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
     runner = runner_options(scheduler, threads, None, profile, progress)
+    headers = parse_pairs(header, ":", "--header")
+    read = ReadConfig.create(
+        parse_pairs(gdal_env, "=", "--gdal-env"), headers, allow_missing=allow_missing
+    )
     # errors end in one line (a traceback with --debug): glacierstack.cli._errors
     if like is not None:
         grid = Grid.from_raster(like)
@@ -105,8 +127,10 @@ def cube(
             grid = Grid(crs, box, resolution)  # exactly these bounds (any origin), no snapping
         else:
             grid = Grid.from_bbox(box, bbox_crs=bbox_crs, resolution=resolution, crs=crs)
+    # API headers need an opened catalog; otherwise build_cube opens it (and knows its path)
+    source = open_catalog(catalog, provider, headers=headers) if headers else catalog
     path = build_cube(
-        catalog,
+        source,
         out,
         grid=grid,
         modalities=mods,
@@ -120,5 +144,7 @@ def cube(
         overwrite=overwrite,
         progress=progress,
         runner=runner,
+        provider=provider,
+        read=read,
     )
     typer.echo(str(path))

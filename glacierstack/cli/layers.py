@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from glacierstack.cli import app
-from glacierstack.cli._common import parse_bbox
+from glacierstack.cli._common import HEADER_HELP, PROVIDER_HELP, parse_bbox, parse_pairs
 
 
 @app.command()
@@ -27,7 +27,8 @@ def layers(
     modalities: Annotated[
         str | None, typer.Option(help="Comma-separated modalities (default: chosen)")
     ] = None,
-    provider: Annotated[str | None, typer.Option(help="Provider config to use")] = None,
+    provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP)] = None,
+    header: Annotated[list[str] | None, typer.Option(help=HEADER_HELP)] = None,
 ) -> None:
     """List, per layer, whether it is computable from a catalog, from what, or why not."""
     from rich.console import Console
@@ -38,7 +39,7 @@ def layers(
 
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
     try:
-        cat = open_catalog(catalog, provider)
+        cat = open_catalog(catalog, provider, headers=parse_pairs(header, ":", "--header"))
         box = parse_bbox(bbox) if bbox else None
         found = catalog_bands(cat, box, bbox_crs=bbox_crs, datetime=datetime, modalities=mods)
     except (KeyError, FileNotFoundError, ValueError) as e:

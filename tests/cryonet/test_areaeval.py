@@ -59,8 +59,8 @@ def test_area_split_and_forest_baseline(tmp_path):
     import rasterio
 
     from cryonet.baseline import BaselineConfig, train_baseline
-    from cryonet.data import write_toy_cube
     from cryonet.splitareas import split_from_areas
+    from cryonet.testing import write_toy_cube
     from glacierstack.store import open_cube
 
     cube = write_toy_cube(tmp_path / "toy.zarr", (64, 96), 3, chunks=32)
@@ -85,3 +85,15 @@ def test_area_split_and_forest_baseline(tmp_path):
     r = score_map(pred, labels, east, classes)
     assert r["pixels"] == int((labels[:, 48:] != 255).sum())
     assert r["overall_accuracy"] > 0.5  # the toy cube's classes are separable per pixel
+
+
+def test_train_split_areas_option_writes_the_area_split(tmp_path):
+    from cryonet.cli.train import _area_split
+    from cryonet.data import PatchSplit
+    from cryonet.testing import write_toy_cube
+
+    cube = write_toy_cube(tmp_path / "toy.zarr", (64, 96), 3, chunks=32)
+    path = _area_split(cube, tmp_path / "run", "west/east", 16)
+    sp = PatchSplit.from_json(path)
+    assert sp.config["areas"] == {"train": "west", "test": "east"}
+    assert (sp.windows[sp.train][:, 1] + 16 <= 48).all() and (sp.windows[sp.test][:, 1] >= 48).all()

@@ -100,6 +100,7 @@ def test_area_change_cli_writes_csv_gpkg_plot(inventory, tmp_path):
         ds = _mosaic(c)
         ds.attrs["grid"] = GRID.to_attrs()
         p = tmp_path / f"m{k}.zarr"
+        ds.attrs["run"] = {"model": f"test-{k}"}  # what marks a mosaic of predict's layout
         ds.to_zarr(p, zarr_format=2, consolidated=True)
         zarr.open_group(p, mode="a").attrs["complete"] = True
         zarr.consolidate_metadata(p)

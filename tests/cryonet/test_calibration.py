@@ -89,8 +89,9 @@ def test_plot_reliability(tmp_path):
 
 def test_calibrate_checkpoint_stores_the_temperature(tmp_path):
     from cryonet.checkpoint import load_checkpoint, save_checkpoint
-    from cryonet.data import CubeSource, make_split, write_toy_cube
+    from cryonet.data import CubeSource, make_split
     from cryonet.models import create_model
+    from cryonet.testing import write_toy_cube
 
     cube = write_toy_cube(tmp_path / "toy.zarr", (96, 96), 3, chunks=48)
     source = CubeSource(cube)

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from cryonet.cli import app
 from cryonet.comparison import format_seed_table, seed_table
-from cryonet.data import write_toy_cube
 from cryonet.metrics import SegmentationMetrics
+from cryonet.testing import write_toy_cube
 
 
 def _metrics(diag: list[int]) -> SegmentationMetrics:

@@ -21,8 +21,8 @@ from cryonet.data import (
     class_weights,
     make_split,
     patch_windows,
-    write_toy_cube,
 )
+from cryonet.testing import write_toy_cube
 from glacierstack.store import open_cube
 
 

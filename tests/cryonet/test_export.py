@@ -14,7 +14,7 @@ import zarr
 from skimage.measure import label as sk_label
 
 from cryonet.export import export_cog, export_polygons
-from cryonet.infer import InMemoryModel, LoadedModel, predict
+from cryonet.infer import PROBABILITY_SCALE, InMemoryModel, LoadedModel, predict
 from glacierstack.grid import Grid
 from glacierstack.store import write_cube
 
@@ -87,7 +87,7 @@ def test_cog_readable_with_crs_transform_and_values(mosaic, tmp_path: Path) -> N
 def test_polygon_areas_match_pixel_counts(mosaic, tmp_path: Path) -> None:
     out, m, grid = mosaic
     gpkg = export_polygons(out, tmp_path / "outlines.gpkg")
-    probs = np.asarray(zarr.open_group(out)["probabilities"][:]) / 255.0
+    probs = np.asarray(zarr.open_group(out)["probabilities"][:]) / PROBABILITY_SCALE
     pix_km2 = RES * RES / 1e6
     for layer, ids in {"glacier": [1, 2], "debris": [2], "water": [3]}.items():
         gdf = gpd.read_file(gpkg, layer=layer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import xarray as xr
 import zarr
 
 from cryonet.infer import (
+    PROBABILITY_SCALE,
     InMemoryModel,
     LoadedModel,
     TilingOptions,
@@ -31,8 +33,13 @@ K = 5
 
 
 # ------------------------------------------------------------------------------------ fixtures
-def make_cube(path: Path, h: int, w: int, *, seed: int = 0, chunk: int = 64) -> Path:
-    """A tiny cube in the contract layout (features, labels, band_mean/std, attrs)."""
+def make_cube(
+    path: Path, h: int, w: int, *, seed: int = 0, chunk: int = 64, edit: Any = None
+) -> Path:
+    """A tiny cube in the contract layout (features, labels, band_mean/std, attrs).
+
+    ``edit(feats)`` may change the features in place before they are written.
+    """
     rng = np.random.default_rng(seed)
     grid = Grid(
         "EPSG:32645", (500_000.0, 3_100_000.0, 500_000.0 + 10 * w, 3_100_000.0 + 10 * h), 10
@@ -41,6 +48,8 @@ def make_cube(path: Path, h: int, w: int, *, seed: int = 0, chunk: int = 64) -> 
     # smooth structure so a conv model sees context
     yy, xx = np.mgrid[0:h, 0:w]
     feats[0] += np.sin(yy / 7.0) + np.cos(xx / 5.0)
+    if edit is not None:
+        edit(feats)
     fa = xr.DataArray(feats, dims=("band", "y", "x"), coords={"band": list(BANDS), **grid.coords()})
     fa.attrs["grid"] = grid.to_attrs()
     labels = xr.DataArray(np.zeros((h, w), np.uint8), dims=("y", "x"), coords=grid.coords())
@@ -157,9 +166,8 @@ def test_constant_logits_give_constant_mosaic(tmp_path: Path) -> None:
     classes, probs, attrs = read(out)
     expected = softmax_np(logits)
     assert np.all(classes == np.argmax(logits))
-    assert np.array_equal(
-        probs, np.broadcast_to(np.rint(expected * 255).astype(np.uint8)[:, None, None], probs.shape)
-    )
+    want = np.rint(expected * PROBABILITY_SCALE).astype(np.uint8)[:, None, None]
+    assert np.array_equal(probs, np.broadcast_to(want, probs.shape))
     # float path: exact up to rounding, including region borders and chunk seams
     feats = np.asarray(zarr.open_group(cube)["features"][:])
     p, _ = predict_array(feats, loaded(ConstantLogits(logits)), TilingOptions(64, 16, device="cpu"))
@@ -200,7 +208,7 @@ def test_matches_naive_reference_and_is_chunk_invariant(tmp_path: Path) -> None:
     c1, p1, _ = read(one)
     c2, p2, _ = read(many)
     assert np.array_equal(c1, c2) and np.array_equal(p1, p2)  # bit-identical with batch 1
-    assert np.abs(p1 / 255.0 - ref).max() <= 0.5 / 255 + 1e-6
+    assert np.abs(p1 / PROBABILITY_SCALE - ref).max() <= 0.5 / PROBABILITY_SCALE + 1e-6
     # batched forward passes: equal within float tolerance
     pa, ca = predict_array(feats, model, TilingOptions(48, 16, batch_size=7, device="cpu"))
     assert np.abs(pa - ref).max() < 1e-5
@@ -216,13 +224,11 @@ def test_matches_naive_reference_and_is_chunk_invariant(tmp_path: Path) -> None:
 
 
 def test_region_smaller_than_tile_and_nodata(tmp_path: Path) -> None:
-    cube = make_cube(tmp_path / "cube.zarr", 20, 30)
-    g = zarr.open_group(cube, mode="r+")
-    f = g["features"]
-    block = np.asarray(f[:])
-    block[:, 0:3, 0:4] = np.nan  # no input at all -> nodata
-    block[1, 5, 5] = np.nan  # one band missing -> still predicted
-    f[:] = block
+    def holes(block: np.ndarray) -> None:
+        block[:, 0:3, 0:4] = np.nan  # no input at all -> nodata
+        block[1, 5, 5] = np.nan  # one band missing -> still predicted
+
+    cube = make_cube(tmp_path / "cube.zarr", 20, 30, edit=holes)
     logits = np.array([0.0, 0.0, 3.0, 0.0, 0.0])
     out = predict(
         InMemoryModel(loaded(ConstantLogits(logits))),
@@ -265,7 +271,7 @@ def test_output_layout_and_provenance(tmp_path: Path) -> None:
     assert ds.attrs["bands"] == list(BANDS)
     # probabilities sum to ~1 (uint8 rounding: at most K/2 off)
     s = ds["probabilities"].values.astype(int).sum(axis=0)
-    assert np.all(np.abs(s - 255) <= K // 2 + 1)
+    assert np.all(np.abs(s - PROBABILITY_SCALE) <= K // 2 + 1)
 
 
 def test_missing_band_is_named(tmp_path: Path) -> None:

@@ -11,14 +11,19 @@ import xarray as xr
 import zarr
 from typer.testing import CliRunner
 
+import cryonet.checkpoint as checkpoint
+import cryonet.models as models
 from cryonet.cli import app
-from cryonet.infer import LoadedModel, TilingOptions, open_mosaic, predict_array
+from cryonet.infer import (
+    PROBABILITY_SCALE,
+    LoadedModel,
+    TilingOptions,
+    open_mosaic,
+    predict_array,
+)
 from glacierstack.classes import class_table
 from glacierstack.grid import Grid
 from glacierstack.store import write_cube
-
-checkpoint = pytest.importorskip("cryonet.checkpoint")
-models = pytest.importorskip("cryonet.models")
 
 BANDS = ["B03", "B04", "B08", "coherence"]
 
@@ -58,8 +63,8 @@ def test_predict_and_export_from_checkpoint(tmp_path: Path) -> None:
         LoadedModel(model.eval(), tuple(BANDS), mean, std),
         TilingOptions(64, 16, device="cpu"),
     )
-    got = np.asarray(zarr.open_group(out)["probabilities"][:]) / 255.0
-    assert np.abs(got - ref).max() <= 0.5 / 255 + 1e-4
+    got = np.asarray(zarr.open_group(out)["probabilities"][:]) / PROBABILITY_SCALE
+    assert np.abs(got - ref).max() <= 0.5 / PROBABILITY_SCALE + 1e-4
 
     res = runner.invoke(
         app,
@@ -98,9 +103,10 @@ def test_predict_and_export_from_checkpoint(tmp_path: Path) -> None:
         LoadedModel(AveragedModule([model, model], [1.0, 2.0], (0, 4)), tuple(BANDS), mean, std),
         TilingOptions(64, 16, device="cpu"),
     )
-    got2 = np.asarray(zarr.open_group(out2)["probabilities"][:]) / 255.0
-    assert np.abs(got2 - ref2).max() <= 0.5 / 255 + 1e-4
-    assert np.abs(got2 - got).max() > 2 / 255  # TTA + temperature changed the probabilities
+    got2 = np.asarray(zarr.open_group(out2)["probabilities"][:]) / PROBABILITY_SCALE
+    assert np.abs(got2 - ref2).max() <= 0.5 / PROBABILITY_SCALE + 1e-4
+    # TTA + temperature changed the probabilities
+    assert np.abs(got2 - got).max() > 2 / PROBABILITY_SCALE
 
 
 @pytest.mark.distributed

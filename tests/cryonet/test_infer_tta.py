@@ -11,6 +11,7 @@ import xarray as xr
 
 from cryonet.infer import (
     DIHEDRAL,
+    PROBABILITY_SCALE,
     AveragedModule,
     EnsembleModel,
     InMemoryModel,
@@ -188,10 +189,13 @@ def test_predict_writes_confidence_layers_and_resumes_with_tta(tmp_path: Path):
     src = EnsembleModel((InMemoryModel(loaded(SmallConv())),), (0, 1))
     out = predict(src, cube, tmp_path / "m.zarr", **kw)
     ds = open_mosaic(out)
-    p = ds["probabilities"].values / 255.0
-    conf, ent = ds["confidence"].values / 255.0, ds["entropy"].values / 255.0
+    p = ds["probabilities"].values / PROBABILITY_SCALE
+    conf, ent = (
+        ds["confidence"].values / PROBABILITY_SCALE,
+        ds["entropy"].values / PROBABILITY_SCALE,
+    )
     assert ds["confidence"].dtype == np.uint8 and ds["entropy"].dtype == np.uint8
-    np.testing.assert_allclose(conf, p.max(axis=0), atol=3 / 255)
+    np.testing.assert_allclose(conf, p.max(axis=0), atol=3 / PROBABILITY_SCALE)
     pe = np.clip(p, 1e-12, 1)
     np.testing.assert_allclose(ent, -(p * np.log(pe)).sum(0) / np.log(K), atol=0.03)
     assert ds.attrs["provenance"]["model"]["tta"] == [0, 1]

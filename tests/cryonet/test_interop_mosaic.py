@@ -37,16 +37,20 @@ def mosaic(tmp_path_factory) -> Path:
                    progress=False)  # fmt: skip
 
 
-def test_plain_xarray_defaults_recover_crs_and_uint8_classes(mosaic):
+def test_plain_xarray_defaults_recover_crs_and_mask_nodata(mosaic):
     import odc.geo.xr  # noqa: F401  (registers .odc)
 
     ref = open_mosaic(mosaic)
-    ds = xr.open_zarr(mosaic)  # default arguments
+    ds = xr.open_zarr(mosaic)  # default arguments: the fill value 255 is decoded as missing
     assert "spatial_ref" in ds.coords and {"classes", "probabilities"} <= set(ds.data_vars)
     assert ds.rio.crs.to_epsg() == 32645 and ds.classes.rio.crs.to_epsg() == 32645
     assert tuple(ds.classes.rio.transform())[:6] == tuple(ref.rio.transform())[:6]
-    assert ds.classes.dtype == np.uint8 and ds.classes.rio.nodata == NODATA_LABEL
-    np.testing.assert_array_equal(ds.classes.values, ref.classes.values)
+    assert ds.classes.rio.encoded_nodata == NODATA_LABEL
+    want = np.where(ref.classes.values == NODATA_LABEL, np.nan, ref.classes.values)
+    np.testing.assert_array_equal(ds.classes.values, want)
+    raw = xr.open_zarr(mosaic, mask_and_scale=False)  # uint8 as stored, 255 = nodata
+    assert raw.classes.dtype == np.uint8 and raw.classes.rio.nodata == NODATA_LABEL
+    np.testing.assert_array_equal(raw.classes.values, ref.classes.values)
     assert ds.classes.odc.geobox.crs.epsg == 32645
 
 

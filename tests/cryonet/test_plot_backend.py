@@ -3,7 +3,7 @@
 import matplotlib
 import numpy as np
 
-from cryonet.report import plot_confusion_matrix
+from cryonet.plots import plot_confusion_matrix
 
 
 def test_plotting_keeps_the_active_backend(tmp_path):

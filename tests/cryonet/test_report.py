@@ -6,15 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryonet.report import (
-    Figure,
-    Section,
-    false_colour_composite,
-    markdown_table,
-    plot_class_map,
-    plot_confusion_matrix,
-    write_report,
-)
+from cryonet.plots import false_colour_composite, plot_class_map, plot_confusion_matrix
+from cryonet.report import Figure, Section, write_report
+from cryonet.tables import markdown_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

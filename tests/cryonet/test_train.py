@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch import nn
 
-from cryonet.data import write_toy_cube
+from cryonet.testing import write_toy_cube
 from cryonet.training import TrainConfig, load_config, train
 
 

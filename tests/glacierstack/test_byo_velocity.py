@@ -20,8 +20,6 @@ from glacierstack.cli import app
 from glacierstack.grid import Grid
 from glacierstack.stack import load_modalities
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
 
 @pytest.fixture(scope="module")
 def crops(realdata):

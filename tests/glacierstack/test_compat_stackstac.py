@@ -15,7 +15,9 @@ from glacierstack import _compat
 from glacierstack.catalog import open_catalog
 from glacierstack.grid import Grid
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Could not parse bucket/account from href:UserWarning"  # pystac migrating old items
+)
 
 BOUNDS = (600000.0, 3290000.0, 601000.0, 3291000.0)  # inside tile 20EPT (EPSG:32720)
 
@@ -150,3 +152,30 @@ def test_rescale_shim_pixel_values(tmp_path):
     expected = dn.astype(np.float64) * 0.0001 - 0.1
     expected[0, 0] = np.nan
     np.testing.assert_allclose(arr, expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "complex64"])
+def test_mosaic_is_first_valid_value_along_time(dtype):
+    """stack._mosaic (stackstac.mosaic, first on top) vs a NumPy first-valid reference."""
+    import dask.array as da
+    import xarray as xr
+
+    from glacierstack.stack import _mosaic
+
+    rng = np.random.default_rng(7)
+    vals = rng.normal(size=(4, 2, 37, 29)).astype(dtype)
+    vals[rng.random(vals.shape) < 0.5] = np.nan
+    vals[:, :, 0, 0] = np.nan  # nowhere valid
+    arr = xr.DataArray(
+        da.from_array(vals, chunks=(1, 1, 16, 10)),
+        dims=("time", "band", "y", "x"),
+        coords={"time": np.arange(4), "id": ("time", list("abcd")), "band": ["p", "q"]},
+    )
+    first = np.isfinite(vals).argmax(axis=0)  # index of the first valid layer (0 if none)
+    ref = np.take_along_axis(vals, first[None], axis=0)[0]
+    got = _mosaic(arr)
+    assert got.dims == ("band", "y", "x") and "time" not in got.coords and "id" not in got.coords
+    np.testing.assert_array_equal(got.values, ref)
+    assert np.isnan(got.values[:, 0, 0]).all()
+    single = _mosaic(arr.isel(time=[2]))
+    np.testing.assert_array_equal(single.values, vals[2])

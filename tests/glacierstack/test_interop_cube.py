@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import warnings
 
 import dask.array as da
@@ -91,8 +93,6 @@ def test_gdal_zarr_driver_reports_crs_transform_and_nodata(cube):
 
 def test_open_cube_reads_the_previous_layout(cube, tmp_path):
     """Stores written before CF coordinates (labels with a Zarr fill value) still open."""
-    import shutil
-
     old = tmp_path / "old.zarr"
     shutil.copytree(cube[0], old)
     zmeta = json.loads((old / ".zmetadata").read_text())
@@ -107,3 +107,18 @@ def test_open_cube_reads_the_previous_layout(cube, tmp_path):
     ds = open_cube(old)
     assert ds.rio.crs.to_epsg() == 32645 and ds.labels.dtype == np.uint8
     np.testing.assert_array_equal(ds.labels.values, cube[2])
+
+
+@pytest.mark.skipif(
+    shutil.which("gdalinfo") is None, reason="gdalinfo (GDAL command-line tools) not installed"
+)
+def test_gdalinfo_command_line_reads_crs_and_nodata(cube):
+    """The system's GDAL tools (e.g. Debian's GDAL 3.6 ``gdal-bin``): CRS via ``_CRS``, nodata."""
+    path = cube[0]
+    for sub, nodata in (("labels", None), ("features:1", "NaN")):
+        out = subprocess.run(["gdalinfo", "-json", f'ZARR:"{path}":/{sub}'], check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+        info = json.loads(out)
+        assert 'ID["EPSG",32645]' in info["coordinateSystem"]["wkt"], sub
+        assert info["geoTransform"] == list(GRID.transform.to_gdal()), sub
+        assert info["bands"][0].get("noDataValue") == nodata, sub

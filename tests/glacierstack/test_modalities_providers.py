@@ -206,19 +206,31 @@ def test_yaml_errors_name_the_problem():
         )
 
 
-def test_catalog_dir_lookup_order(monkeypatch, tmp_path):
-    import sys
-
+def test_catalog_dirs_read_at_call_time_and_searched_first(monkeypatch, tmp_path):
     from glacierstack import modalities
 
-    monkeypatch.setenv("GLACIERSTACK_CATALOGS", str(tmp_path))
-    assert modalities._catalog_dir() == tmp_path
+    monkeypatch.delenv("GLACIERSTACK_CATALOGS", raising=False)
+    assert modalities.catalog_dirs() == [CATALOG_DIR]
+    assert CATALOG_DIR.parent.name == "glacierstack" and (CATALOG_DIR / "synthetic.yaml").is_file()
+    # a private config under a new name, and one shadowing a packaged name
+    es = yaml.safe_load((CATALOG_DIR / "earth-search.yaml").read_text())
+    (tmp_path / "my-api.yaml").write_text(yaml.safe_dump({**es, "name": "my-api", "url": None}))
+    (tmp_path / "synthetic.yaml").write_text(yaml.safe_dump({**es, "title": "shadow"}))
+    with pytest.raises(KeyError, match="my-api"):
+        get_provider("my-api")
+    monkeypatch.setenv("GLACIERSTACK_CATALOGS", str(tmp_path))  # after import: still honoured
+    assert modalities.catalog_dirs() == [tmp_path, CATALOG_DIR]
+    assert get_provider("my-api").path == (tmp_path / "my-api.yaml").resolve()
+    assert get_provider("synthetic").title == "shadow"
+    assert {"my-api", "earth-search", "asf"} <= set(list_providers())
+    # a YAML path works as a provider name too
     monkeypatch.delenv("GLACIERSTACK_CATALOGS")
-    repo = modalities._catalog_dir()
-    assert repo.name == "catalogs" and (repo / "earth-search.yaml").is_file()
-    # without a repository checkout (wheel install) the copy under <prefix>/share is used
-    monkeypatch.setattr(modalities, "__file__", str(tmp_path / "site" / "glacierstack" / "m.py"))
-    assert (
-        modalities._catalog_dir()
-        == tmp_path.__class__(sys.prefix) / "share" / "glacierstack" / "catalogs"
+    assert get_provider(str(tmp_path / "my-api.yaml")).name == "my-api"
+    assert get_provider("synthetic").title != "shadow"
+
+
+def test_top_level_catalogs_folder_points_at_the_packaged_configs():
+    top = Path(__file__).resolve().parents[2] / "catalogs"
+    assert sorted(p.name for p in top.glob("*.yaml")) == sorted(
+        p.name for p in CATALOG_DIR.glob("*.yaml")
     )

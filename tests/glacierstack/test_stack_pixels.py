@@ -16,7 +16,9 @@ from glacierstack.grid import Grid
 from glacierstack.modalities import get_provider
 from glacierstack.stack import OdcStacLoader, StackstacLoader, load_modalities
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::PendingDeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Use `@` matmul:PendingDeprecationWarning"
+)  # rasterio/odc-geo internals
 
 CRS = "EPSG:32632"
 X0, Y1 = 500000.0, 5000000.0

@@ -9,11 +9,13 @@ import pytest
 import rasterio
 from rasterio.warp import Resampling, reproject
 
+import glacierstack.synthetic as synthetic
 from glacierstack.layers import ALL_LAYERS
 from glacierstack.stack import load_modalities
 
-synthetic = pytest.importorskip("glacierstack.synthetic")
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::PendingDeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Use `@` matmul:PendingDeprecationWarning"
+)  # rasterio/odc-geo internals
 S2 = [b for b in ALL_LAYERS if b.startswith("B")]
 
 

@@ -73,3 +73,50 @@ def test_unfinished_store_is_not_verified_as_intact(tmp_path):
     with pytest.raises(IncompleteCubeError):
         open_cube(path)
     assert not verify(path).ok
+
+
+def test_unwritten_mosaic_chunks_read_as_nodata_in_plain_xarray(tmp_path):
+    import xarray as xr
+
+    from cryonet.infer.mosaic import create_store
+    from glacierstack.classes import class_table
+    from glacierstack.storage import claim
+
+    from .conftest import GRID
+
+    c = claim(tmp_path / "m.zarr", "mosaic", {"model": "x"})
+    create_store(c, GRID, class_table(), 32, {"run": {"model": "x"}, "complete": False})
+    ds = xr.open_zarr(tmp_path / "m.zarr")  # a plain reader, CF decoding on
+    assert bool(ds.classes.isnull().all()) and bool(ds.probabilities.isnull().all())
+    raw = xr.open_zarr(tmp_path / "m.zarr", mask_and_scale=False)
+    assert int(raw.classes.min()) == 255 and int(raw.probabilities.min()) == 255
+
+
+def test_memory_url_mosaic_roundtrip_and_damage(tmp_path):
+    import torch
+
+    from cryonet.checkpoint import save_checkpoint
+    from cryonet.infer import open_mosaic, predict
+    from cryonet.models import create_model
+    from glacierstack.classes import class_table
+
+    from .conftest import BANDS
+
+    cube = make_cube(tmp_path / "c.zarr")
+    torch.manual_seed(0)
+    model = create_model("unet-tiny", in_channels=len(BANDS), num_classes=5)
+    ck = save_checkpoint(tmp_path / "m.pt", model, bands=BANDS, mean=np.zeros(6),
+                         std=np.ones(6), classes=class_table(), epoch=1)  # fmt: skip
+    kw = dict(tile_size=32, overlap=8, chunk_size=32, device="cpu", progress=False)
+    url = "memory://reliability-mosaic/m.zarr"
+    fs = fsspec.filesystem("memory")
+    if fs.exists("/reliability-mosaic"):
+        fs.rm("/reliability-mosaic", recursive=True)
+    assert predict(ck, cube, url, **kw) == url
+    local = open_mosaic(predict(ck, cube, tmp_path / "m.zarr", **kw))
+    np.testing.assert_array_equal(open_mosaic(url).classes.values, local.classes.values)
+    assert verify(url).ok
+    fs.rm("/reliability-mosaic/m.zarr/probabilities/0.1.0")
+    with pytest.raises(DamagedStoreError, match=r"probabilities/0\.1\.0"):
+        open_mosaic(url)
+    fs.rm("/reliability-mosaic", recursive=True)

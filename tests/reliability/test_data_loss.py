@@ -71,3 +71,40 @@ def test_killed_synth_debris_is_cleaned_by_next_run(tmp_path):
     live.mkdir()
     generate_region("poiqu", out, size_km=0.6, progress=False)
     assert not debris.exists() and live.exists()
+
+
+def _tiny_checkpoint(path):
+    import numpy as np
+
+    from cryonet.checkpoint import save_checkpoint
+    from cryonet.models import create_model
+    from glacierstack.classes import class_table
+
+    from .conftest import BANDS
+
+    model = create_model("unet-tiny", in_channels=len(BANDS), num_classes=5)
+    return save_checkpoint(path, model, bands=BANDS, mean=np.zeros(6), std=np.ones(6),
+                           classes=class_table(), epoch=1)  # fmt: skip
+
+
+def test_predict_overwrite_never_deletes_input_cube_or_user_folder(tmp_path):
+    from cryonet.infer import predict
+
+    cube = make_cube(tmp_path / "victim.zarr")
+    ck = _tiny_checkpoint(tmp_path / "m.pt")
+    kw = dict(tile_size=32, overlap=8, chunk_size=32, device="cpu", progress=False)
+    with pytest.raises(StoreError, match="input of this run"):
+        predict(ck, cube, cube, overwrite=True, **kw)
+    assert open_cube(cube).features.shape == (6, 64, 96)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(ForeignStoreError, match="not a glacierstack mosaic"):
+        predict(ck, cube, folder, overwrite=True, **kw)
+    assert (folder / "holiday.jpg").exists()
+    with pytest.raises(ForeignStoreError, match="cube, not a mosaic"):
+        predict(ck, cube, make_cube(tmp_path / "other.zarr"), overwrite=True, **kw)
+    with pytest.raises(StoreError, match="input of this run"):
+        predict(ck, cube, tmp_path, overwrite=True, **kw)  # a folder holding the inputs
+    out = predict(ck, cube, tmp_path / "map.zarr", **kw)
+    assert predict(ck, cube, out, overwrite=True, **kw) == out  # its own kind: replaced
