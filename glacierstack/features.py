@@ -791,12 +791,7 @@ def feature_halo(options: FeatureOptions) -> int:
 def compute_features(
     raw: xr.Dataset,
     layers: str | list[str] | tuple[str, ...] | None = None,
-    *,
-    glcm: GLCMParams | None = None,
-    coherence_window: tuple[int, int] = (5, 5),
-    edges: Boundary = "reflect",
-    flat_aspect: float = -1.0,
-    pca: PCAFit | None = None,
+    options: FeatureOptions | None = None,
 ) -> xr.DataArray:
     """Compute the feature cube from a raw modality dataset.
 
@@ -808,19 +803,13 @@ def compute_features(
     layers
         Layer names and/or group names (:func:`glacierstack.layers.resolve_layers`);
         ``None`` for all 30. The output follows the canonical order.
-    glcm
-        GLCM texture parameters (default :class:`GLCMParams()`: B08, 7x7, 32 levels over
-        reflectance 0..1, offset (0, 1)).
-    coherence_window
-        Boxcar window ``(rows, cols)`` for coherence/phase from a complex pair.
-    edges
-        Edge rule of the windowed layers, ``"reflect"`` (default), ``"nearest"`` or ``"nan"``.
-    flat_aspect
-        Aspect value for exactly flat pixels.
-    pca
-        Precomputed PCA (e.g. from the training region, to project another region
-        consistently). If ``None`` and a PCA layer (or a GLCM on a PC) is requested, the
-        PCA is fitted on ``raw`` now, which reads the 12 S2 bands once.
+    options
+        Every other parameter, as one frozen :class:`FeatureOptions` (default
+        ``FeatureOptions()``: GLCM on B08 7x7 with 32 levels, 5x5 coherence window,
+        ``edges="reflect"``). Its ``pca`` may carry a PCA fitted elsewhere (e.g. on the
+        training region) to project another region consistently; if it is ``None`` and a PCA
+        layer (or a GLCM on a PC) is requested, the PCA is fitted on ``raw`` now, on a
+        fixed-size spatial sample.
 
     Returns
     -------
@@ -838,13 +827,7 @@ def compute_features(
         For unknown layer names or invalid parameters.
     """
     names = resolve_layers(layers)
-    options = FeatureOptions(
-        glcm=glcm or GLCMParams(),
-        coherence_window=coherence_window,
-        edges=edges,
-        flat_aspect=flat_aspect,
-        pca=pca,
-    )
+    options = options or FeatureOptions()
     ctx = FeatureContext(raw, options)
     arrays = []
     for name in names:

@@ -433,5 +433,5 @@ def _check_layers(
         )
     lazy = [n for n in names if n not in PCA_LAYERS]
     if lazy:
-        compute_features(raw, lazy, glcm=options.glcm, coherence_window=options.coherence_window)
+        compute_features(raw, lazy, options)
     return raw

@@ -172,9 +172,7 @@ def compute_tile(
     wy = slice(max(rows.start - r, 0), min(rows.stop + r, h))
     wx = slice(max(cols.start - r, 0), min(cols.stop + r, w))
     raw = read_window(plan.reads, plan.grid, wy, wx)
-    o = plan.options
-    opts = {"glcm": o.glcm, "coherence_window": o.coherence_window, "edges": o.edges}
-    feats = compute_features(raw, plan.layers, flat_aspect=o.flat_aspect, pca=o.pca, **opts)
+    feats = compute_features(raw, plan.layers, plan.options)
     crop = (slice(rows.start - wy.start, rows.stop - wy.start),
             slice(cols.start - wx.start, cols.stop - wx.start))  # fmt: skip
     values = np.asarray(feats.values[(slice(None), *crop)], dtype=np.float32)

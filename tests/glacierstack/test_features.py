@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from glacierstack.dispatch import apply_kernel
-from glacierstack.features import FEATURES, GLCMParams, compute_features
+from glacierstack.features import FEATURES, FeatureOptions, GLCMParams, compute_features
 from glacierstack.grid import Grid
 from glacierstack.kernels import boxcar_coherence, glcm_dissimilarity
 from glacierstack.layers import ALL_LAYERS, S2_BANDS
@@ -176,7 +176,9 @@ def test_windowed_layers_match_the_kernels_on_numpy():
         source="B08", window=5, levels=16, value_range=(0.0, 0.5), offsets=((0, 1), (1, 0))
     )
     cube = compute_features(
-        raw, ["glcm_dissimilarity", "coherence", "phase"], glcm=p, coherence_window=(3, 5)
+        raw,
+        ["glcm_dissimilarity", "coherence", "phase"],
+        FeatureOptions(glcm=p, coherence_window=(3, 5)),
     )
     cube = cube.compute()
     glcm = apply_kernel(
@@ -205,7 +207,7 @@ def test_slope_aspect_of_a_plane_in_metres():
     yy, xx = np.mgrid[0:h, 0:w]
     # z rises 0.3 m per metre eastwards, 0.1 m per metre northwards (rows go south)
     raw["elevation"] = _lazy((0.3 * 10 * xx - 0.1 * 10 * yy).astype(np.float64))
-    cube = compute_features(raw, "topography", edges="nan").compute()
+    cube = compute_features(raw, "topography", FeatureOptions(edges="nan")).compute()
     inner = (slice(1, -1), slice(1, -1))
     np.testing.assert_allclose(
         cube.sel(band="slope")[inner], np.degrees(np.arctan(np.hypot(0.3, 0.1))), atol=1e-4

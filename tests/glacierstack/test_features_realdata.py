@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 from pyproj import Transformer
 
-from glacierstack.features import compute_features
+from glacierstack.features import FeatureOptions, compute_features
 from glacierstack.grid import Grid
 
 rasterio = pytest.importorskip("rasterio")
@@ -90,7 +90,7 @@ def test_slope_on_real_dem_through_compute_features(realdata):
         {"elevation": (("y", "x"), da.from_array(z, chunks=(37, 53)))}, coords={"y": y, "x": x}
     )
     raw = raw.rio.write_crs(crs)
-    slope = compute_features(raw, ["slope"], edges="nan").sel(band="slope").values
+    slope = compute_features(raw, ["slope"], FeatureOptions(edges="nan")).sel(band="slope").values
     zz = z.astype(np.float64)
     east = (
         (zz[:-2, 2:] + 2 * zz[1:-1, 2:] + zz[2:, 2:])
