@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from cryonet.calibration_measure import (
     plot_reliability,
     reliability,
 )
+from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL
 
 __all__ = [
@@ -212,14 +214,19 @@ def calibrate_checkpoint(
     source = CubeSource(cube, bands=meta["bands"], stats=(meta["mean"], meta["std"]))
     if not isinstance(split, PatchSplit):
         p = Path(split)
-        split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
+        url = storage.is_url(split)  # a split.json on a URL is read by from_json
+        split = PatchSplit.from_json(split if url else p / SPLIT_FILE if p.is_dir() else p)
     windows = split.subset(subset)
     if len(windows) == 0:
         raise ValueError(f"the split has no {subset!r} patches to fit the temperature on")
     ds = PatchDataset(source, windows, split.patch_size)
     loader = batch_loader(ds, PatchSampler(len(ds), shuffle=False, equal_shards=False), batch_size)
     cal = calibrate_model(model, loader, dev, subset=subset)
-    store_calibration(checkpoint, cal)
+    # a URL: rewrite a local copy, uploaded over the original when the rewrite succeeded
+    with storage.staged_output(checkpoint) as local:
+        if storage.is_url(checkpoint):
+            shutil.copyfile(storage.local_file(checkpoint), local)
+        store_calibration(local, cal)
     return cal
 
 

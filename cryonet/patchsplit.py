@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from cryonet.patchsource import CubeSource
+from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL
 
 __all__ = ["SPLIT_FILE", "PatchSplit", "SplitConfig", "make_split", "patch_windows"]
@@ -112,8 +113,8 @@ class PatchSplit:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> PatchSplit:
-        """Read a split written by :meth:`to_json`."""
-        doc = json.loads(Path(path).read_text())
+        """Read a split written by :meth:`to_json` (a local path or a URL)."""
+        doc = json.loads(storage.local_file(path).read_text())
         return cls(
             patch_size=int(doc["patch_size"]),
             windows=np.asarray(doc["windows"], dtype=np.int64).reshape(-1, 2),

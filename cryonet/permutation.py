@@ -36,6 +36,7 @@ import numpy as np
 from cryonet.permresult import DEFAULT_FOCUS_CLASSES as DEFAULT_FOCUS_CLASSES
 from cryonet.permresult import ImportanceResult, plot_importance
 from cryonet.permshuffle import ShuffleMode, metrics_from_confusion, shuffle_band, shuffle_rng
+from glacierstack import storage
 from glacierstack.classes import CLASS_NAMES, NODATA_LABEL, check_same_classes
 from glacierstack.provenance import location_ref
 
@@ -280,14 +281,16 @@ def importance_from_checkpoint(
             raise ValueError(f"{name} must be >= {8 if name == 'patch_size' else 1}, got {value}")
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples must be >= 1 (or unset), got {max_samples}")
-    checkpoint, cube = Path(checkpoint), Path(cube)
+    # checkpoint and cube may be URLs (s3://...): load_model and CubeSource read them
     model, meta = load_model(checkpoint, map_location=device)
     source = CubeSource(cube, bands=meta["bands"])  # the one band rule: by name
     check_same_classes(meta["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {cube}")
     if split is not None:
-        sp_path = Path(split)
-        sp_path = sp_path / SPLIT_FILE if sp_path.is_dir() else sp_path
-        sp = PatchSplit.from_json(sp_path)
+        sp_file: str | Path = str(split) if storage.is_url(split) else Path(split)
+        if isinstance(sp_file, Path) and sp_file.is_dir():
+            sp_file = sp_file / SPLIT_FILE
+        sp_path: str | Path | None = sp_file
+        sp = PatchSplit.from_json(sp_file)
         sp.check_cube(source)
     else:
         sp_path = None
@@ -324,7 +327,7 @@ def importance_from_checkpoint(
         },
     )
     if out is not None:
-        out = Path(out)
-        res.to_csv(out / "importance.csv")
-        plot_importance(res, out / "importance.png", top=top)
+        with storage.local_folder(out) as local:  # a URL: written locally, uploaded on exit
+            res.to_csv(local / "importance.csv")
+            plot_importance(res, local / "importance.png", top=top)
     return res

@@ -25,13 +25,14 @@ and the tables and files :mod:`cryonet.transferoutput` (public names re-exported
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cryonet.transferconfig import FinetuneConfig
 from cryonet.transferoutput import _save_finetuned, _write_outputs, transfer_table
 from cryonet.transfersteps import _evaluate, _finetune_steps
+from glacierstack import storage
 from glacierstack.classes import check_same_classes
 
 __all__ = [
@@ -50,10 +51,10 @@ class TransferResult:
     """:class:`cryonet.metrics.SegmentationMetrics` of the checkpoint on the target test set."""
     after: Any
     """The same after fine-tuning."""
-    checkpoint: Path | None
+    checkpoint: Path | str | None
     """The fine-tuned checkpoint (``None`` when ``iterations == 0``)."""
-    out: Path
-    """Output folder."""
+    out: Path | str
+    """Output folder (a URL stays a string)."""
     losses: tuple[float, ...] = ()
     """Training loss of every fine-tuning step."""
     n_train: int = 0
@@ -62,7 +63,7 @@ class TransferResult:
     """Target test patches."""
     seconds: float = 0.0
     """Wall time of the fine-tuning steps."""
-    files: dict[str, Path] = field(default_factory=dict)
+    files: dict[str, Path | str] = field(default_factory=dict)
     """Written tables and summaries by name."""
 
     def table(self):  # -> pandas.DataFrame
@@ -110,9 +111,16 @@ def finetune(
     from cryonet.checkpoint import load_model
     from cryonet.data import CubeSource, PatchDataset, SplitConfig, make_split
 
+    if storage.is_url(out):  # written in a local folder, uploaded on exit
+        with storage.local_folder(out) as local:
+            res = finetune(checkpoint, target_cube, local, config, progress=progress)
+        url = str(out).rstrip("/")
+        remote: dict[str, Path | str] = {k: f"{url}/{Path(v).name}" for k, v in res.files.items()}
+        ckpt = f"{url}/{Path(res.checkpoint).name}" if res.checkpoint else None
+        return replace(res, out=url, checkpoint=ckpt, files=remote)
     cfg = config or FinetuneConfig()
     out = Path(out)
-    checkpoint, target_cube = Path(checkpoint), Path(target_cube)
+    # checkpoint and cube may be URLs (s3://...): load_model and CubeSource read them
     device = torch.device(cfg.device)
     model, meta = load_model(checkpoint, map_location=device)
     # the one band rule: the checkpoint's bands by name, in its order
@@ -157,5 +165,5 @@ def finetune(
         n_train=len(train_ds),
         n_test=len(test_ds),
         seconds=seconds,
-        files=files,
+        files=dict(files),
     )

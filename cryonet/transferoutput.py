@@ -98,7 +98,7 @@ def _save_finetuned(
     source: Any,
     before: Any,
     after: Any,
-    checkpoint: Path,
+    checkpoint: str | Path,
     cfg: FinetuneConfig,
 ) -> Path:
     from cryonet.checkpoint import save_checkpoint
@@ -127,8 +127,8 @@ def _write_outputs(
     before: Any,
     after: Any,
     losses: list[float],
-    checkpoint: Path,
-    target_cube: Path,
+    checkpoint: str | Path,
+    target_cube: str | Path,
     cfg: FinetuneConfig,
     ckpt_out: Path | None,
     n_train: int,

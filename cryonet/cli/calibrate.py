@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,7 +13,7 @@ from cryonet.cli import app
 def calibrate(
     checkpoint: Annotated[str, typer.Option(help="Checkpoint (.pt) to calibrate in place.")],
     cube: Annotated[str, typer.Option(help="Zarr cube the split refers to.")],
-    split: Annotated[Path, typer.Option(help="split.json or a run directory holding one.")],
+    split: Annotated[str, typer.Option(help="split.json or a run directory holding one.")],
     subset: Annotated[str, typer.Option(help="Patches to fit on (val; never test).")] = "val",
     batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",

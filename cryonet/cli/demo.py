@@ -64,9 +64,9 @@ def demo(
 def importance(
     checkpoint: Annotated[str, typer.Option(help="Trained checkpoint (.pt).")],
     cube: Annotated[str, typer.Option(help="Zarr cube with the checkpoint's bands.")],
-    out: Annotated[Path, typer.Option(help="Folder for importance.csv/.json/.png.")],
+    out: Annotated[str, typer.Option(help="Folder for importance.csv/.json/.png (path or URL).")],
     split: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="split.json of the training run (or its run folder): test patches."),
     ] = None,
     patch_size: Annotated[int, typer.Option(help="Patch size when no --split is given.")] = 128,
@@ -105,14 +105,14 @@ def importance(
     )
     typer.echo(f"baseline mIoU {res.baseline['miou']:.4f}, accuracy {res.baseline['accuracy']:.4f}")
     typer.echo("most important (mIoU drop): " + ", ".join(res.ranking("miou", top=5)))
-    typer.echo(str(Path(out) / "importance.csv"))
+    typer.echo(f"{out.rstrip('/')}/importance.csv")
 
 
 @app.command()
 def finetune(
     checkpoint: Annotated[str, typer.Option(help="Checkpoint trained on the source region.")],
     cube: Annotated[str, typer.Option(help="Zarr cube of the target region.")],
-    out: Annotated[Path, typer.Option(help="Output folder (tables, fine-tuned checkpoint).")],
+    out: Annotated[str, typer.Option(help="Output folder (tables, fine-tuned checkpoint).")],
     iterations: Annotated[int, typer.Option(help="Fine-tuning optimizer steps.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 8,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
