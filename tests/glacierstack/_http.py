@@ -151,8 +151,13 @@ def _free_port() -> int:
 
 
 def rustac_executable() -> str | None:
-    """Path of the ``rustac`` CLI (``pip install rustac``), or None."""
-    return shutil.which("rustac")
+    """Path of the ``rustac`` CLI (``pip install rustac``), or None.
+
+    The interpreter's own ``bin`` folder is searched first: ``make test`` runs the venv's pytest
+    without activating the venv, so its scripts are not on ``PATH``.
+    """
+    here = Path(sys.executable).parent
+    return shutil.which("rustac", path=str(here)) or shutil.which("rustac")
 
 
 @contextlib.contextmanager

@@ -67,12 +67,12 @@ def _texture(x: np.ndarray) -> np.ndarray:
     return out.compute()
 
 
-def _worker_state() -> tuple[str | None, int]:
-    return os.environ.get("GDAL_HTTP_MAX_RETRY"), compile_count()
-
-
 @pytest.mark.distributed
 def test_local_cluster_applies_worker_settings_and_compiles_nothing_in_tasks(tmp_path):
+    def _worker_state() -> tuple[str | None, int]:
+        # nested, so cloudpickle ships it by value: workers cannot import the tests package
+        return os.environ.get("GDAL_HTTP_MAX_RETRY"), compile_count()
+
     x = np.random.default_rng(0).uniform(0, 1, (40, 40)).astype(np.float32)
     expected = _texture(x)  # threaded, in this process
     opts = RunnerOptions(
