@@ -113,7 +113,7 @@ def stack(
     fill_value: Any = np.nan,
     rescale: bool = False,
     resampling: str = "bilinear",
-    chunksize: int | tuple[int, ...] = 1024,
+    chunksize: int | tuple[int, ...] | tuple[tuple[int, ...], ...] = 1024,
     **kwargs: Any,
 ) -> xr.DataArray:
     """Call :func:`stackstac.stack` with every shim of this module applied.
@@ -133,7 +133,8 @@ def stack(
     resampling
         Name of a :class:`rasterio.enums.Resampling` member.
     chunksize
-        Spatial chunk size passed to stackstac.
+        Spatial chunks passed to stackstac: a size, sizes per dimension, or explicit
+        ``(row sizes, column sizes)``.
     **kwargs
         Passed to :func:`stackstac.stack` (e.g. ``gdal_env``, ``errors_as_nodata``).
 

@@ -62,7 +62,10 @@ def _declared(path: Path, ds: Any) -> list[dict[str, float]]:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            tag = tif.pages[0].tags.get(42112)
+            page = tif.pages[0]
+            if not isinstance(page, tifffile.TiffPage):  # a TiffFrame has no tags of its own
+                return out
+            tag = page.tags.get(42112)
             xml = str(tag.value) if tag is not None else ""
     except Exception:  # not readable by tifffile: only non-default values count
         return out
@@ -393,8 +396,8 @@ def stac_from_files(
             stac_extensions=[PROJ_EXT, RASTER_EXT]
             + ([EO_EXT] if any("eo:bands" in f for f in fields.values()) else []),
         )
-        for key, f in fields.items():
-            extra = {k: v for k, v in f.items() if not k.startswith("_")}
+        for key, key_fields in fields.items():
+            extra = {k: v for k, v in key_fields.items() if not k.startswith("_")}
             item.add_asset(
                 key,
                 pystac.Asset(
@@ -424,17 +427,17 @@ def stac_from_files(
         item_dir = Path(str(item.get_self_href())).parent
         item_dir.mkdir(parents=True, exist_ok=True)
         for key, asset in item.assets.items():
-            src = Path(asset.href)
+            raster = Path(asset.href)
             if copy:
-                dst = item_dir / src.name
+                dst = item_dir / raster.name
                 if not dst.exists():
-                    shutil.copy2(src, dst)
-                src = dst
-            asset.href = str(src)
+                    shutil.copy2(raster, dst)
+                raster = dst
+            asset.href = str(raster)
             if fields[key]["_count"] > 1:
-                vrt = item_dir / f"{src.stem}_{key}.vrt"
+                vrt = item_dir / f"{raster.stem}_{key}.vrt"
                 dtype = fields[key]["_dtype"]
-                _band_vrt(src, fields[key], vrt, dtype)
+                _band_vrt(raster, fields[key], vrt, dtype)
                 asset.href = str(vrt)
                 asset.media_type = "application/x-gdal-vrt"
     if copy:

@@ -127,7 +127,8 @@ def _scheme(
 ) -> ClassScheme:
     """Build a scheme from base class names; the rest merges into the first (background)."""
     merged = dict(merged or {})
-    infos, sources = [], {}
+    infos: list[ClassInfo] = []
+    sources: dict[str, tuple[str, ...]] = {}
     for i, n in enumerate(classes):
         base = merged.get(n) or _BASE.get(n)
         if base is None:

@@ -137,7 +137,8 @@ _TM_BANDS = {1: "blue", 2: "green", 3: "red", 4: "nir", 5: "swir16", 7: "swir22"
 _OLI_BANDS = {1: "coastal", 2: "blue", 3: "green", 4: "red", 5: "nir", 6: "swir16", 7: "swir22"}
 # STAC providers' Landsat asset keys: nir08 is the broad NIR of TM/ETM+/OLI, filling the B08 slot
 _LANDSAT_ASSETS = {"nir08": "nir"}
-_C2L2 = {"scale": 2.75e-5, "offset": -0.2, "nodata": 0.0}
+# Collection 2 Level-2 surface reflectance encoding: (scale, offset, nodata)
+_C2L2: tuple[float, float, float] = (2.75e-5, -0.2, 0.0)
 _TM_CITE = "Crist 1985, Remote Sens. Environ. 17:301-306, doi:10.1016/0034-4257(85)90102-6"
 _ETM_CITE = "Huang et al. 2002, Int. J. Remote Sens. 23(8):1741-1748, doi:10.1080/01431160110106113"
 _OLI_CITE = "Baig et al. 2014, Remote Sens. Lett. 5(5):423-431, doi:10.1080/2150704X.2014.915434"
@@ -158,11 +159,11 @@ def _make_sensors() -> dict[str, Sensor]:
         Sensor("sentinel-2-l2a", "Sentinel-2 MSI L2A (baseline >= 04.00: DN/10000 - 0.1)", s2,
                1e-4, -0.1, 0.0, {}, _S2_CITE),
         Sensor("landsat-tm-c2l2", "Landsat 4-5 TM Collection 2 Level-2 surface reflectance",
-               tm, **_C2L2, tasseled_cap=_TC_TM, tasseled_cap_source=_TM_CITE),
+               tm, *_C2L2, tasseled_cap=_TC_TM, tasseled_cap_source=_TM_CITE),
         Sensor("landsat-etm-c2l2", "Landsat 7 ETM+ Collection 2 Level-2 surface reflectance",
-               tm, **_C2L2, tasseled_cap=_TC_ETM, tasseled_cap_source=_ETM_CITE),
+               tm, *_C2L2, tasseled_cap=_TC_ETM, tasseled_cap_source=_ETM_CITE),
         Sensor("landsat-oli-c2l2", "Landsat 8-9 OLI Collection 2 Level-2 surface reflectance",
-               oli, **_C2L2, tasseled_cap=_TC_OLI, tasseled_cap_source=_OLI_CITE),
+               oli, *_C2L2, tasseled_cap=_TC_OLI, tasseled_cap_source=_OLI_CITE),
         Sensor("landsat-tm-toa", "Landsat 4-5 TM TOA reflectance or DN (scale/offset from the "
                "MTL file)", tm, tasseled_cap=_TC_TM, tasseled_cap_source=_TM_CITE,
                ),

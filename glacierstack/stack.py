@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import pystac
@@ -137,6 +137,12 @@ class OdcStacLoader:
                 "OdcStacLoader cannot read complex rasters; use StackstacLoader"
             )
         geobox = GeoBox(grid.shape, grid.transform, grid.crs)
+        # odc-stac takes one chunk size per dimension: explicit (row sizes, column sizes) are
+        # read with the largest and rechunked to the exact sizes below
+        if isinstance(chunks, int):
+            odc_chunks: dict[str, int | Literal["auto"]] = {"x": chunks, "y": chunks}
+        else:
+            odc_chunks = {"y": max(chunks[0]), "x": max(chunks[1])}
         per_item = []
         for it in items:  # one call per item keeps the order and the item <-> time mapping exact
             ds = odc.stac.load(
@@ -145,12 +151,14 @@ class OdcStacLoader:
                 geobox=geobox,
                 resampling=resampling,
                 dtype=dtype,
-                chunks={"x": chunks, "y": chunks},
+                chunks=odc_chunks,
             )
             da = ds[list(assets)].to_dataarray("band").isel(time=0, drop=True)
             per_item.append(da.drop_vars("spatial_ref", errors="ignore"))
         arr = xr.concat(per_item, dim="time").transpose("time", "band", "y", "x")
         arr = arr.assign_coords(id=("time", [it.id for it in items]))
+        if not isinstance(chunks, int):
+            arr = arr.chunk({"y": chunks[0], "x": chunks[1]})
         return _on_grid(arr, grid)
 
 
@@ -411,9 +419,11 @@ def plan_reads(
     if isinstance(catalog, Mapping):
         sources = {m: open_catalog(src, provider) for m, src in catalog.items()}
         names = list(modalities) if modalities is not None else list(sources)
-        missing = [m for m in names if m not in sources]
-        if missing:
-            raise KeyError(f"modalities {missing} have no catalog in the mapping {list(sources)}")
+        no_catalog = [m for m in names if m not in sources]
+        if no_catalog:
+            raise KeyError(
+                f"modalities {no_catalog} have no catalog in the mapping {list(sources)}"
+            )
     else:
         cat = open_catalog(catalog, provider)
         names = list(modalities) if modalities is not None else cat.provider.default_modalities

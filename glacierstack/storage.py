@@ -38,15 +38,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
 
 import fsspec
 import numpy as np
+
+if TYPE_CHECKING:
+    import zarr
 
 __all__ = [
     "Claim",
     "DamagedStoreError",
     "ForeignStoreError",
+    "group_array",
     "IncompleteStoreError",
     "StoreError",
     "StoreInfo",
@@ -127,7 +132,9 @@ class StoreURL:
 
     @classmethod
     def parse(
-        cls, where: str | os.PathLike[str] | StoreURL, storage_options: Mapping[str, Any] = ()
+        cls,
+        where: str | os.PathLike[str] | StoreURL,
+        storage_options: Mapping[str, Any] = MappingProxyType({}),
     ) -> StoreURL:
         """Build from a path, a URL or an existing :class:`StoreURL`."""
         if isinstance(where, StoreURL):
@@ -722,6 +729,16 @@ class _Guarded:
             raise _damaged(self.store, self.name, chunk, exc) from exc
 
 
+def group_array(group: zarr.Group, name: str, where: str) -> zarr.Array:
+    """Return the array ``name`` of ``group``; raise if it is missing or a sub-group."""
+    import zarr
+
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise DamagedStoreError(f"{where}: {name!r} is a Zarr group, expected an array")
+    return node
+
+
 def guard_dataset(ds: Any, store: StoreURL | str, names: Iterable[str]) -> Any:
     """Return ``ds`` with ``names`` re-backed by Dask arrays whose chunk reads are guarded.
 
@@ -734,7 +751,7 @@ def guard_dataset(ds: Any, store: StoreURL | str, names: Iterable[str]) -> Any:
     url = str(store)
     group = zarr.open_group(url, mode="r", zarr_format=2)
     for name in names:
-        arr = group[name]
+        arr = group_array(group, name, url)
         data = da.from_array(
             _Guarded(arr, url, name),
             chunks=arr.chunks,

@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dask
 import dask.array as da
@@ -53,7 +53,7 @@ from glacierstack.runner import DaskSession, RunnerOptions, ensure_session, run_
 
 __all__ = ["CubeError", "IncompleteCubeError", "cube_status", "open_cube", "write_cube"]
 
-ZARR_FORMAT = 2
+ZARR_FORMAT: Literal[2, 3] = 2
 _COMPRESSOR_NAME = "zstd"
 
 
@@ -95,7 +95,16 @@ def cube_status(path: str | os.PathLike[str]) -> str:
     return "complete" if info.complete else "incomplete"
 
 
-def _tile_slices(chunks: tuple[tuple[int, ...], ...]) -> list[slice]:
+def _class_rows(stored: object, path: object) -> Sequence[Mapping[str, Any]]:
+    """Return the cube's class table: its ``classes`` attr, or the default table when unset."""
+    if not stored:
+        return class_table()
+    if not isinstance(stored, list) or not all(isinstance(c, Mapping) for c in stored):
+        raise CubeError(f"{path}: attr 'classes' must be a list of {{id, name}} tables")
+    return [c for c in stored if isinstance(c, Mapping)]
+
+
+def _tile_slices(chunks: tuple[int, ...]) -> list[slice]:
     edges = np.concatenate([[0], np.cumsum(chunks)])
     return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
@@ -289,11 +298,12 @@ def write_cube(
     if chunk_size < 16:
         raise ValueError(f"chunk_size must be >= 16, got {chunk_size}")
     bands = [str(b) for b in features["band"].values]
+    stac_ids = sorted(str(s) for s in stac_items)
     build = {
         "grid": grid.to_attrs(),
         "bands": bands,
         "chunk_size": int(chunk_size),
-        "stac_items": sorted(str(s) for s in stac_items),
+        "stac_items": stac_ids,
         "request": dict(resume_key if resume_key is not None else (attrs or {})),
     }
     try:
@@ -311,7 +321,7 @@ def write_cube(
             "grid": grid.to_attrs(),
             "bands": bands,
             "classes": list((attrs or {}).get("classes") or class_table()),
-            "stac_items": list(build["stac_items"]),
+            "stac_items": list(stac_ids),
             "software": _software(),
             "chunk_size": int(chunk_size),
             "_build": {"fingerprint": _fingerprint(build), "params": _jsonable(build)},
@@ -442,10 +452,10 @@ def _finalise(claim: storage.Claim, bands: list[str], progress: bool) -> None:
     if flat:
         warnings.warn(f"layer(s) {flat} are constant over the region (std 0)", stacklevel=3)
     group = zarr.open_group(path, mode="r+", zarr_format=ZARR_FORMAT)
-    group["band_mean"][:] = mean
-    group["band_std"][:] = std
+    storage.group_array(group, "band_mean", str(path))[:] = mean
+    storage.group_array(group, "band_std", str(path))[:] = std
     npix = int(np.prod(feats.shape[1:]))
-    table = group.attrs.get("classes") or class_table()
+    table = _class_rows(group.attrs.get("classes"), path)
     storage.complete(  # manifest, then complete: true (only now does it read as a cube)
         claim,
         {

@@ -132,6 +132,20 @@ def build_item(spec: ItemSpec) -> pystac.Item:
     return item
 
 
+def _item_bbox(item: pystac.Item) -> list[float]:
+    if item.bbox is None:
+        raise ValueError(f"STAC item {item.id}: no bbox (build_item always sets one)")
+    return item.bbox
+
+
+def _item_datetime(item: pystac.Item) -> dt.datetime:
+    if item.datetime is None:
+        raise ValueError(
+            f"STAC item {item.id}: no datetime and no start_datetime/end_datetime properties"
+        )
+    return item.datetime
+
+
 def write_catalog(root: Path, catalog_id: str, description: str, items: list[ItemSpec]) -> Path:
     """Write a self-contained static catalog (relative hrefs) under ``root``.
 
@@ -143,7 +157,7 @@ def write_catalog(root: Path, catalog_id: str, description: str, items: list[Ite
     for spec in items:
         by_col.setdefault(spec.collection, []).append(build_item(spec))
     for cid, col_items in by_col.items():
-        bboxes = [it.bbox for it in col_items]
+        bboxes = [_item_bbox(it) for it in col_items]
         bbox = [
             min(b[0] for b in bboxes),
             min(b[1] for b in bboxes),
@@ -152,8 +166,8 @@ def write_catalog(root: Path, catalog_id: str, description: str, items: list[Ite
         ]
         starts, ends = [], []
         for it in col_items:
-            start = it.properties.get("start_datetime") or it.datetime.isoformat()
-            end = it.properties.get("end_datetime") or it.datetime.isoformat()
+            start = it.properties.get("start_datetime") or _item_datetime(it).isoformat()
+            end = it.properties.get("end_datetime") or _item_datetime(it).isoformat()
             starts.append(dt.datetime.fromisoformat(str(start).replace("Z", "+00:00")))
             ends.append(dt.datetime.fromisoformat(str(end).replace("Z", "+00:00")))
         col = pystac.Collection(

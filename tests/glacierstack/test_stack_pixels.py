@@ -14,7 +14,13 @@ from glacierstack.byo import EncodingOptions, stac_from_files
 from glacierstack.catalog import open_catalog
 from glacierstack.grid import Grid
 from glacierstack.modalities import get_provider
-from glacierstack.stack import OdcStacLoader, StackstacLoader, load_modalities
+from glacierstack.stack import (
+    OdcStacLoader,
+    StackstacLoader,
+    load_modalities,
+    plan_reads,
+    read_plan,
+)
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Use `@` matmul:PendingDeprecationWarning"
@@ -101,6 +107,18 @@ def test_s2_mosaic_scale_offset_and_nodata(region, loader):
         np.testing.assert_allclose(v[:, 30:], east_val, rtol=1e-6)  # east only
         np.testing.assert_allclose(v[:10, 20:30], west_val, rtol=1e-6)  # overlap: first scene
         np.testing.assert_allclose(v[10:15, 23:26], east_val, rtol=1e-6)  # hole filled by east
+
+
+@pytest.mark.parametrize("loader", [StackstacLoader(), OdcStacLoader()], ids=["stackstac", "odc"])
+def test_explicit_row_and_column_chunks(region, loader):
+    # a tile task reads with explicit (row sizes, column sizes): chunks and pixels must follow
+    plan = plan_reads({"s2": region["s2"]}, GRID, "2018-10", provider="synthetic", loader=loader)
+    ds = read_plan(plan, GRID, chunks=((10, 20), (20, 30)))
+    assert ds.B04.chunks[-2:] == ((10, 20), (20, 30))
+    k = list(ds.data_vars).index("B04")
+    v = ds.B04.values
+    np.testing.assert_allclose(v[:, :20], (2000 + k) * 1e-4 - 0.1, rtol=1e-6)
+    np.testing.assert_allclose(v[:, 30:], (3000 + k) * 1e-4 - 0.1, rtol=1e-6)
 
 
 @pytest.mark.parametrize("loader", [StackstacLoader(), OdcStacLoader()], ids=["stackstac", "odc"])
