@@ -7,7 +7,7 @@ import numpy as np
 import xarray as xr
 from sklearn.decomposition import PCA
 
-from glacierstack.features import compute_features, fit_pca
+from glacierstack.features import FeatureOptions, compute_features, fit_pca
 from glacierstack.layers import S2_BANDS
 
 
@@ -68,6 +68,6 @@ def test_precomputed_fit_is_reused_for_another_region():
     raw_a, _ = _raw(seed=2)
     raw_b, xb = _raw(seed=3)
     fit = fit_pca(raw_a)
-    cube = compute_features(raw_b, ["PC1"], pca=fit).compute()
+    cube = compute_features(raw_b, ["PC1"], FeatureOptions(pca=fit)).compute()
     ref = np.tensordot(fit.components[0], xb.astype(np.float64) - fit.mean[:, None, None], axes=1)
     np.testing.assert_allclose(cube.sel(band="PC1"), ref, rtol=1e-4, atol=1e-5, equal_nan=True)
