@@ -5,12 +5,10 @@ Each sub-module registers its commands on :data:`app`; the modules are imported 
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from glacierstack.cli._common import STORAGE_OPTION_HELP, use_storage_options
-from glacierstack.cli._errors import DEBUG_HELP, ErrorReportingGroup
+from glacierstack.cli._common import DebugOption, StorageOptions, use_storage_options
+from glacierstack.cli._errors import ErrorReportingGroup
 
 app = typer.Typer(
     cls=ErrorReportingGroup,
@@ -23,15 +21,8 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
-    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
-    storage_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--storage-option",
-            metavar="[PROTOCOL:]KEY=VALUE",
-            help=STORAGE_OPTION_HELP,
-        ),
-    ] = None,
+    debug: DebugOption = False,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Build multi-modal glacier feature cubes from STAC catalogs (synthetic or real)."""
     use_storage_options(storage_option)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from glacierstack.cli._errors import DEBUG_HELP
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -44,6 +48,16 @@ STORAGE_OPTION_HELP = (
     "client_kwargs.region_name=eu-west-1; prefix a protocol (gs:token=...) to limit it to one. "
     "Also sent to every Dask worker."
 )
+
+
+DebugOption = Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)]
+"""The root ``--debug`` flag of both CLIs."""
+
+StorageOptions = Annotated[
+    list[str] | None,
+    typer.Option("--storage-option", metavar="[PROTOCOL:]KEY=VALUE", help=STORAGE_OPTION_HELP),
+]
+"""The root ``--storage-option`` option of both CLIs."""
 
 
 def use_storage_options(items: list[str] | None) -> None:
