@@ -60,9 +60,8 @@ def _check(outs, got, refs) -> None:
         assert "different run" in loser, loser
 
 
-def test_two_checkpoints_race_for_one_store(setup):
-    tmp, cube, ckpts, refs = setup
-    outs = [str(tmp / f"thread-race-{k}.zarr") for k in range(3)]
+def race_threads(cube, ckpts, outs, join_timeout: float) -> list[tuple[str, int, str]]:
+    """Two threads, one per checkpoint, start ``predict`` on each of ``outs`` behind a barrier."""
     barrier, got, lock = threading.Barrier(2), [], threading.Lock()
 
     def writer(ck) -> None:
@@ -80,8 +79,14 @@ def test_two_checkpoints_race_for_one_store(setup):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=300)
-    _check(outs, got, refs)
+        t.join(timeout=join_timeout)
+    return got
+
+
+def test_two_checkpoints_race_for_one_store(setup):
+    tmp, cube, ckpts, refs = setup
+    outs = [str(tmp / f"thread-race-{k}.zarr") for k in range(3)]
+    _check(outs, race_threads(cube, ckpts, outs, join_timeout=300), refs)
 
 
 @pytest.mark.slow
