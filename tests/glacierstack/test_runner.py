@@ -117,3 +117,47 @@ def test_kernels_travel_by_import_path_not_by_value():
     assert b"numba.core.serialize" in by_value
     assert b"glacierstack.kernels.glcm" in graph
     assert b"numba.core.serialize" not in graph  # no task carries a dispatcher by value
+
+
+@pytest.mark.distributed
+def test_worker_settings_stop_the_nannys_malloc_trim_from_mmapping_every_buffer():
+    """A Dask nanny sets MALLOC_TRIM_THRESHOLD_, which made every 4 MiB buffer a fresh mmap."""
+    import ctypes
+
+    from distributed import Client, LocalCluster
+
+    def _mmapped_bytes_of_a_live_4mib_buffer() -> int:
+        """Bytes of a live 4 MiB buffer glibc served by mmap (nested: workers lack tests/)."""
+        import ctypes
+
+        import numpy as np
+
+        class _Info(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in
+                        ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                         "uordblks", "fordblks", "keepcost")]  # fmt: skip
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _Info
+        np.ones(2**20, dtype=np.float32).sum()  # one allocate/free cycle first
+        before = libc.mallinfo2().hblkhd
+        buf = np.ones(2**20, dtype=np.float32)
+        during = libc.mallinfo2().hblkhd
+        del buf
+        return int(during - before)
+
+    try:
+        ctypes.CDLL("libc.so.6").mallinfo2  # noqa: B018
+    except (OSError, AttributeError):
+        pytest.skip("needs glibc >= 2.33 (mallinfo2)")
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:  # a plain cluster: the reference
+            env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+            (plain,) = client.run(_mmapped_bytes_of_a_live_4mib_buffer).values()
+    if not next(iter(env.values())):
+        pytest.skip("this Dask nanny does not set MALLOC_TRIM_THRESHOLD_")
+    with dask_session(RunnerOptions(scheduler="local:1", progress=False)) as session:
+        assert session.client is not None
+        (ours,) = session.client.run(_mmapped_bytes_of_a_live_4mib_buffer).values()
+    assert plain >= 4 * 2**20  # the plain worker mmaps the buffer (page faults on every use)
+    assert ours == 0  # ours serves it from the heap, reused across allocations
