@@ -28,7 +28,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -182,13 +182,16 @@ def calibrate_checkpoint(
     subset: str = "val",
     batch_size: int = 8,
     device: str = "cpu",
+    ensemble: Sequence[str | os.PathLike[str]] = (),
+    tta: str | Sequence[int] | None = None,
 ) -> Calibration:
     """Fit temperature scaling on a split's ``subset`` patches and store it in the checkpoint.
 
     Parameters
     ----------
     checkpoint
-        A checkpoint from training (rewritten with a ``calibration`` entry).
+        A checkpoint from training (rewritten with a ``calibration`` entry, or with an
+        ``ensemble_calibrations`` entry when ``ensemble`` or ``tta`` are given).
     cube
         The Zarr cube the split refers to.
     split
@@ -197,8 +200,13 @@ def calibrate_checkpoint(
         Patches to fit on (``val``; never the test patches).
     batch_size, device
         Inference settings.
+    ensemble, tta
+        Fit the temperature of the *averaged* output of ``checkpoint`` and these members over
+        these dihedral transforms, as :func:`cryonet.infer.predict` computes it (each member
+        with its own temperature inside; :mod:`cryonet.calibration_ensemble`). Predict and
+        evaluate with the same members (same order) and transforms apply it.
     """
-    from cryonet.checkpoint import load_model
+    from cryonet.calibration_ensemble import store_averaged_calibration
     from cryonet.data import (
         SPLIT_FILE,
         CubeSource,
@@ -207,11 +215,13 @@ def calibrate_checkpoint(
         PatchSplit,
         batch_loader,
     )
+    from cryonet.infer.ensemble import EnsembleModel, model_source
 
     dev = torch.device(device)
-    model, meta = load_model(checkpoint, map_location=dev)
+    src = model_source(checkpoint, list(ensemble), tta)
+    loaded = src.load(dev)  # a single model: its logits; an average: log p (members calibrated)
     # the one band rule (cryonet.bands) and the checkpoint's statistics, as predict uses
-    source = CubeSource(cube, bands=meta["bands"], stats=(meta["mean"], meta["std"]))
+    source = CubeSource(cube, bands=loaded.bands, stats=(loaded.mean, loaded.std))
     if not isinstance(split, PatchSplit):
         p = Path(split)
         url = storage.is_url(split)  # a split.json on a URL is read by from_json
@@ -221,12 +231,15 @@ def calibrate_checkpoint(
         raise ValueError(f"the split has no {subset!r} patches to fit the temperature on")
     ds = PatchDataset(source, windows, split.patch_size)
     loader = batch_loader(ds, PatchSampler(len(ds), shuffle=False, equal_shards=False), batch_size)
-    cal = calibrate_model(model, loader, dev, subset=subset)
+    cal = calibrate_model(loaded.module, loader, dev, subset=subset)  # type: ignore[arg-type]
     # a URL: rewrite a local copy, uploaded over the original when the rewrite succeeded
     with storage.staged_output(checkpoint) as local:
         if storage.is_url(checkpoint):
             shutil.copyfile(storage.local_file(checkpoint), local)
-        store_calibration(local, cal)
+        if isinstance(src, EnsembleModel):
+            store_averaged_calibration(local, cal, src.member_ids()[1:], src.tta)
+        else:
+            store_calibration(local, cal)
     return cal
 
 

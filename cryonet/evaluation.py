@@ -91,7 +91,9 @@ def evaluate(
         ``table_III_precision``, ``summary``; ``.md`` + ``.csv``), ``metrics.json`` and
         ``confusion_matrix.png`` there, and ``calibration.json`` and ``reliability.png``: the
         expected calibration error on the same pixels before (``T = 1``) and after the
-        checkpoint's temperature (:func:`cryonet.calibration.calibration_report`).
+        checkpoint's temperature (:func:`cryonet.calibration.calibration_report`); for an
+        ensemble / TTA average, before and after the temperature fitted for that average
+        (``T = 1``: the plain average of the calibrated members).
     name
         Row name in the tables (default: the checkpoint's model name).
     batch_size, num_workers, device, amp
@@ -124,10 +126,10 @@ def evaluate(
     temperature = checkpoint_temperature(ckpt)
     from cryonet.infer.ensemble import model_source, parse_tta
 
-    if ensemble or parse_tta(tta) != (0,):  # probabilities averaged (and calibrated) inside
-        averaged = model_source(checkpoint, [Path(p) for p in ensemble], tta).load(dev).module
-        model = averaged  # type: ignore[assignment]  # a plain callable: evaluate_loader takes it
-        temperature = 1.0
+    if ensemble or parse_tta(tta) != (0,):  # members calibrated inside; log p_avg out
+        averaged = model_source(checkpoint, [Path(p) for p in ensemble], tta).load(dev)
+        model = averaged.module  # type: ignore[assignment]  # evaluate_loader takes a callable
+        temperature = averaged.temperature  # fitted for this average (1: none stored)
     ds = PatchDataset(source, split.subset(subset), split.patch_size)
     if len(ds) == 0:
         raise ValueError(f"the split has no {subset!r} patches")

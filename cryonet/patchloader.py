@@ -159,6 +159,8 @@ class PatchSampler(torch.utils.data.Sampler):
     (training: truncated so all ranks see the same number). :meth:`set_start` skips the first
     samples of the epoch, for resuming mid-epoch. With ``augment=True`` items are
     ``(index, code)`` with a random dihedral transform code drawn from the same generator.
+    With ``repeats=R`` an epoch is ``R`` passes over the patches, each its own permutation
+    (and transform codes), so small training sets give longer epochs.
     """
 
     def __init__(
@@ -171,8 +173,12 @@ class PatchSampler(torch.utils.data.Sampler):
         rank: int = 0,
         world_size: int = 1,
         equal_shards: bool = True,
+        repeats: int = 1,
     ) -> None:
+        if repeats < 1:
+            raise ValueError(f"PatchSampler repeats must be >= 1, got {repeats}")
         self.n, self.shuffle, self.augment, self.seed = n, shuffle, augment, seed
+        self.repeats = repeats
         self.rank, self.world_size, self.equal_shards = rank, world_size, equal_shards
         self.epoch = 0
         self.start = 0
@@ -188,9 +194,14 @@ class PatchSampler(torch.utils.data.Sampler):
 
     def _order(self) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(self.n) if self.shuffle else np.arange(self.n)
-        codes = rng.integers(0, 8, self.n) if self.augment else np.zeros(self.n, np.int64)
-        per = self.n // self.world_size if self.equal_shards else None
+        passes = [
+            rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+            for _ in range(self.repeats)
+        ]
+        order = np.concatenate(passes) if passes else np.arange(0)
+        total = self.n * self.repeats
+        codes = rng.integers(0, 8, total) if self.augment else np.zeros(total, np.int64)
+        per = total // self.world_size if self.equal_shards else None
         order = order[self.rank :: self.world_size][:per]
         codes = codes[self.rank :: self.world_size][:per]
         return order, codes

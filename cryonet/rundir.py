@@ -48,9 +48,11 @@ def check_resume_config(saved: Mapping[str, Any], config: TrainConfig, path: Pat
         "epochs", "num_workers", "device", "checkpoint_every_steps", "cache", "threads",
         "calibrate",
     }  # fmt: skip
-    diff = sorted(k for k in mine if k not in allowed and saved.get(k) != mine[k])
+    # an option added after the run was saved had its default value then
+    old = TrainConfig().to_dict() | dict(saved)
+    diff = sorted(k for k in mine if k not in allowed and old.get(k) != mine[k])
     if diff:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in diff)
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {mine[k]!r}" for k in diff)
         raise ValueError(
             f"cannot resume {path}: the config differs in {details}; "
             "use a new run directory or resume=False"

@@ -68,6 +68,9 @@ class TrainConfig:
     """Clip the global gradient norm to this value."""
     amp: bool = True
     """Mixed precision (bfloat16, or float16 with loss scaling) on CUDA; ignored on CPU."""
+    epoch_repeats: int = 1
+    """Passes over the training patches per epoch, each with its own order and augmentation
+    (more optimizer steps between validations and checkpoints on small training sets)."""
     steps_per_epoch: int | None = None
     """Cap the optimizer steps per epoch (``None``: one pass over the training patches)."""
     num_workers: int = 2
@@ -96,6 +99,7 @@ class TrainConfig:
             "num_workers": (self.num_workers, 0),
             "checkpoint_every_steps": (self.checkpoint_every_steps, 0),
             "overlap": (self.overlap, 0),
+            "epoch_repeats": (self.epoch_repeats, 1),
         }
         if self.threads is not None:
             at_least["threads"] = (self.threads, 1)

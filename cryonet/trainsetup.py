@@ -197,7 +197,7 @@ def _setup(
     train_ds = PatchDataset(source, sp.subset("train"), sp.patch_size)
     sampler = PatchSampler(
         len(train_ds), shuffle=True, augment=config.augment, seed=config.seed,
-        rank=dist.rank, world_size=dist.world_size,
+        rank=dist.rank, world_size=dist.world_size, repeats=config.epoch_repeats,
     )  # fmt: skip
     full_steps = len(sampler) // config.batch_size
     if full_steps == 0:

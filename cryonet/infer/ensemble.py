@@ -155,13 +155,23 @@ class EnsembleModel:
         """Member keys and transforms."""
         return "ensemble:" + json.dumps([[m.cache_key for m in self.members], list(self.tta)])
 
+    def member_ids(self) -> list[str]:
+        """Each member's identity: its checkpoint's SHA-256 (else its cache key)."""
+        return [m.sha256() if hasattr(m, "sha256") else m.cache_key for m in self.members]
+
     def sha256(self) -> str:
         """Hash of the members' identities (checkpoint SHA-256s) and the transforms."""
-        ids = [m.sha256() if hasattr(m, "sha256") else m.cache_key for m in self.members]
-        return hashlib.sha256(json.dumps([ids, list(self.tta)]).encode()).hexdigest()
+        return hashlib.sha256(json.dumps([self.member_ids(), list(self.tta)]).encode()).hexdigest()
 
     def load(self, device: torch.device) -> LoadedModel:
-        """Load every member and wrap them in an :class:`AveragedModule`."""
+        """Load every member and wrap them in an :class:`AveragedModule`.
+
+        The :class:`LoadedModel`'s temperature is the one fitted for exactly this average
+        (stored in the first member's checkpoint by
+        :func:`cryonet.calibration.calibrate_checkpoint`; 1 if none was).
+        """
+        from cryonet.calibration_ensemble import ENSEMBLE_KEY, averaged_temperature
+
         loaded = [m.load(device) for m in self.members]
         names = [m.cache_key for m in self.members]
         _check_same_contract(loaded, names)
@@ -185,11 +195,18 @@ class EnsembleModel:
             scales,
             shifts,
         ).to(device)
+        stored = first.meta.get(ENSEMBLE_KEY)
+        temperature = (
+            averaged_temperature(first.meta, self.member_ids()[1:], self.tta) if stored else 1.0
+        )
         meta: dict[str, Any] = {
-            "ensemble": [m.meta for m in loaded],
+            "ensemble": [{k: v for k, v in m.meta.items() if k != ENSEMBLE_KEY} for m in loaded],
             "tta": list(self.tta),
+            "averaged_temperature": temperature,
         }
-        return LoadedModel(module, first.bands, first.mean, first.std, first.classes, meta)
+        return LoadedModel(
+            module, first.bands, first.mean, first.std, first.classes, meta, temperature
+        )
 
 
 def model_source(

@@ -164,6 +164,8 @@ class CheckpointModel:
                 "epoch": meta.get("epoch"),
                 "software": meta.get("software"),
                 "calibration": meta.get("calibration"),
+                # temperatures of averages with this checkpoint first (EnsembleModel)
+                **{k: meta[k] for k in ("ensemble_calibrations",) if k in meta},
             },
             temperature=checkpoint_temperature(meta),
         )

@@ -77,6 +77,43 @@ class DecoderBlock(nn.Module):
         return self.attention_out(x)
 
 
+class FullResolutionBranch(nn.Sequential):
+    """Per-pixel features of the input at full resolution, a skip for the last decoder node.
+
+    ResNet encoders start with a stride-2 convolution, so without it the last decoder node
+    only upsamples stride-2 features: one-pixel details (a water pixel, a glacier margin) must
+    survive the encoder. This branch, a 1x1 conv-BN-ReLU (per-pixel features, like a
+    per-pixel classifier) followed by a 3x3 conv-BN-ReLU, hands them to the last node
+    directly.
+
+    Parameters
+    ----------
+    in_channels
+        Input bands.
+    channels
+        Output channels of the branch.
+    """
+
+    def __init__(self, in_channels: int, channels: int) -> None:
+        super().__init__(
+            ConvBNReLU(in_channels, channels, kernel_size=1),
+            ConvBNReLU(channels, channels, kernel_size=3),
+        )
+
+
+def full_resolution_branch(in_channels: int, channels: int) -> FullResolutionBranch | None:
+    """Return a :class:`FullResolutionBranch`, or ``None`` for ``channels == 0``.
+
+    Raises
+    ------
+    ValueError
+        For a negative channel count.
+    """
+    if channels < 0:
+        raise ValueError(f"full_resolution must be >= 0 channels, got {channels}")
+    return FullResolutionBranch(in_channels, channels) if channels else None
+
+
 def init_decoder(module: nn.Module) -> None:
     """Initialise convs (Kaiming-uniform, ReLU gain) and norms (1, 0) of a decoder in place."""
     for m in module.modules():

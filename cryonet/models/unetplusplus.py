@@ -20,7 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cryonet.models.blocks import DecoderBlock, SegmentationModel, init_decoder, init_head
+from cryonet.models.blocks import (
+    DecoderBlock,
+    SegmentationModel,
+    full_resolution_branch,
+    init_decoder,
+    init_head,
+)
 from cryonet.models.resnet import build_resnet
 
 DEPTH = 4  # index of the deepest encoder level
@@ -41,6 +47,8 @@ class NestedDecoder(nn.Module):
     nested_channels
         Widths of the nested (off-diagonal) nodes at levels 0..3; ``None`` (default) uses the
         encoder widths of those levels, as UNet++ does. Smaller values make cheap CPU models.
+    full_resolution
+        Channels of a full-resolution skip into the final node (0: none, as in UNet++).
     """
 
     def __init__(
@@ -49,6 +57,7 @@ class NestedDecoder(nn.Module):
         decoder_channels: tuple[int, ...],
         attention: bool = True,
         nested_channels: tuple[int, ...] | None = None,
+        full_resolution: int = 0,
     ) -> None:
         super().__init__()
         if len(encoder_channels) != DEPTH + 1 or len(decoder_channels) != DEPTH + 1:
@@ -70,17 +79,23 @@ class NestedDecoder(nn.Module):
                 self.nodes[f"x_{i}_{j}"] = DecoderBlock(
                     self.channels[i + 1, j - 1], skip, out, attention=attention
                 )
-        self.final = DecoderBlock(dec[DEPTH - 1], 0, dec[DEPTH], attention=attention)
+        self.final = DecoderBlock(dec[DEPTH - 1], full_resolution, dec[DEPTH], attention=attention)
         self.out_channels = dec[DEPTH]
 
-    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Return the full-resolution decoder output and the top-row nodes ``X[0][1..4]``."""
+    def forward(
+        self, features: list[torch.Tensor], full: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Return the full-resolution decoder output and the top-row nodes ``X[0][1..4]``.
+
+        ``full`` is the full-resolution skip of the final node (when it has one).
+        """
         x: dict[tuple[int, int], torch.Tensor] = {(i, 0): f for i, f in enumerate(features)}
         for j in range(1, DEPTH + 1):
             for i in range(DEPTH + 1 - j):
                 skips = [x[i, k] for k in range(j)]
                 x[i, j] = self.nodes[f"x_{i}_{j}"](x[i + 1, j - 1], skips)
-        return self.final(x[0, DEPTH]), [x[0, j] for j in range(1, DEPTH + 1)]
+        out = self.final(x[0, DEPTH], [full] if full is not None else None)
+        return out, [x[0, j] for j in range(1, DEPTH + 1)]
 
 
 class CryoNet(SegmentationModel):
@@ -106,6 +121,9 @@ class CryoNet(SegmentationModel):
         returns the main logits only.
     zero_init_residual
         Passed to the ResNet encoder.
+    full_resolution
+        Channels of a :class:`~cryonet.models.blocks.FullResolutionBranch` on the input,
+        concatenated into the final decoder node (0: none, the paper's CryoNet).
     """
 
     def __init__(
@@ -118,11 +136,17 @@ class CryoNet(SegmentationModel):
         nested_channels: tuple[int, ...] | None = None,
         deep_supervision: bool = False,
         zero_init_residual: bool = False,
+        full_resolution: int = 0,
     ) -> None:
         super().__init__(in_channels, num_classes)
         self.encoder = build_resnet(encoder, in_channels, zero_init_residual=zero_init_residual)
+        self.full_res = full_resolution_branch(in_channels, full_resolution)
         self.decoder = NestedDecoder(
-            self.encoder.out_channels, tuple(decoder_channels), attention, nested_channels
+            self.encoder.out_channels,
+            tuple(decoder_channels),
+            attention,
+            nested_channels,
+            full_resolution,
         )
         self.head = nn.Conv2d(self.decoder.out_channels, num_classes, 3, padding=1)
         self.deep_supervision = deep_supervision
@@ -132,13 +156,18 @@ class CryoNet(SegmentationModel):
             else []
         )
         init_decoder(self.decoder)
+        if self.full_res is not None:
+            init_decoder(self.full_res)
         init_head(self.head)
         init_head(self.aux_heads)
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """Compute the main logits for a padded input."""
-        out, _ = self.decoder(self.encoder(x))
+        out, _ = self.decoder(self.encoder(x), self._full(x))
         return self.head(out)
+
+    def _full(self, x: torch.Tensor) -> torch.Tensor | None:
+        return self.full_res(x) if self.full_res is not None else None
 
     def forward_aux(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Deep-supervision outputs: ``[aux X[0][1], aux X[0][2], aux X[0][3], main]``.
@@ -154,7 +183,7 @@ class CryoNet(SegmentationModel):
             raise RuntimeError("forward_aux needs a CryoNet built with deep_supervision=True")
         self.check_input(x)
         xp, h, w = self.pad(x)
-        out, top = self.decoder(self.encoder(xp))
+        out, top = self.decoder(self.encoder(xp), self._full(xp))
         outs = [
             F.interpolate(head(t), size=xp.shape[-2:], mode="bilinear", align_corners=False)
             for head, t in zip(self.aux_heads, top, strict=False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +134,111 @@ def _split_config():
     from cryonet.data import SplitConfig
 
     return SplitConfig(patch_size=32, val_fraction=0.3, seed=0)
+
+
+def _reference_ece(probs, labels, n_bins=15):
+    """ECE by an explicit loop over equal-width bins (independent of cryonet.calibration)."""
+    conf, pred = probs.max(axis=1), probs.argmax(axis=1)
+    total = 0.0
+    for b in range(n_bins):
+        lo, hi = b / n_bins, (b + 1) / n_bins
+        inside = (conf >= lo) & ((conf < hi) | (b == n_bins - 1))
+        if inside.any():
+            gap = abs((pred[inside] == labels[inside]).mean() - conf[inside].mean())
+            total += inside.sum() / len(conf) * gap
+    return total
+
+
+def _briefly_trained(source, split, seed=0, steps=12):
+    """A U-Net trained for a few steps on the toy cube: informative, far from perfect."""
+    from cryonet.data import PatchDataset
+    from cryonet.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model("unet-tiny", in_channels=3, num_classes=5).train()
+    ds = PatchDataset(source, split.subset("train"), 32)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        pick = rng.choice(len(ds), 8)
+        x, y = ds[[int(i) for i in pick]]
+        loss = torch.nn.functional.cross_entropy(model(x), y, ignore_index=255)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def test_temperature_of_an_averaged_ensemble_lowers_its_ece(tmp_path):
+    import xarray as xr
+
+    from cryonet.calibration_ensemble import ENSEMBLE_KEY
+    from cryonet.checkpoint import load_checkpoint, load_model, save_checkpoint
+    from cryonet.data import CubeSource, make_split
+    from cryonet.evaluation import evaluate
+    from cryonet.infer.ensemble import model_source
+    from cryonet.testing import write_toy_cube
+
+    cube = write_toy_cube(tmp_path / "toy.zarr", (96, 96), 3, chunks=48)
+    source = CubeSource(cube)
+    split = make_split(source, _split_config())
+    model = _briefly_trained(source, split)
+    paths = []
+    for sharpen in (8.0, 16.0):  # two members, the same weights with sharpened logits
+        member = copy.deepcopy(model)
+        with torch.no_grad():
+            member.head.weight.mul_(sharpen)
+            member.head.bias.mul_(sharpen)
+        paths.append(
+            save_checkpoint(
+                tmp_path / f"m{sharpen:.0f}.pt",
+                member,
+                bands=source.bands,
+                mean=source.mean,
+                std=source.std,
+            )  # fmt: skip
+        )
+    split.to_json(tmp_path / "split.json")
+    cal = calibrate_checkpoint(paths[0], cube, tmp_path / "split.json", ensemble=[paths[1]])
+    assert cal.temperature > 1.5  # softened
+    stored = load_checkpoint(paths[0])
+    assert "calibration" not in stored  # the single model's own temperature is untouched
+    (entry,) = stored[ENSEMBLE_KEY]
+    assert entry["tta"] == [0] and entry["temperature"] == pytest.approx(cal.temperature)
+
+    # reference: the members' softmax averaged by hand on the validation pixels
+    ds = xr.open_zarr(cube, mask_and_scale=False)
+    feats = ds["features"].values.astype(np.float64)
+    labs = ds["labels"].values
+    xs, ys = [], []
+    for y0, x0 in split.subset("val"):
+        raw = feats[:, y0 : y0 + 32, x0 : x0 + 32]
+        x = (raw - source.mean[:, None, None]) / source.std[:, None, None]
+        xs.append(np.nan_to_num(x, nan=0.0))
+        ys.append(labs[y0 : y0 + 32, x0 : x0 + 32])
+    x = torch.as_tensor(np.stack(xs), dtype=torch.float32)
+    avg = 0.0
+    for p in paths:
+        member, _ = load_model(p)
+        with torch.no_grad():
+            avg = avg + softmax(member.eval()(x).double().numpy(), axis=1) / 2
+    labels = np.stack(ys).reshape(-1).astype(np.int64)
+    keep = labels != 255
+    logp = np.log(np.clip(avg, 1e-12, None)).transpose(0, 2, 3, 1).reshape(-1, 5)[keep]
+    labels = labels[keep]
+    before = _reference_ece(softmax(logp, axis=1), labels)
+    after = _reference_ece(softmax(logp / cal.temperature, axis=1), labels)
+    assert after < 0.75 * before and cal.nll_after < cal.nll_before
+    assert cal.ece_before == pytest.approx(before, abs=1e-4)
+    assert cal.ece_after == pytest.approx(after, abs=1e-4)
+
+    # predict / evaluate with the same members apply it; other transforms do not
+    assert model_source(paths[0], [paths[1]]).load(torch.device("cpu")).temperature == (
+        pytest.approx(cal.temperature)
+    )
+    assert model_source(paths[0], [paths[1]], "0,4").load(torch.device("cpu")).temperature == 1.0
+    assert model_source(paths[1], [paths[0]]).load(torch.device("cpu")).temperature == 1.0
+    evaluate(paths[0], cube, split, subset="val", out=tmp_path / "ev", ensemble=[paths[1]])
+    report = json.loads((tmp_path / "ev" / "calibration.json").read_text())
+    assert report["temperature"] == pytest.approx(cal.temperature)
+    assert report["ece_calibrated"] == pytest.approx(after, abs=1e-4)

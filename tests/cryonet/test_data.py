@@ -173,6 +173,26 @@ def test_sampler_is_deterministic_resumable_and_sharded():
     assert sorted(ev[0] + ev[1]) == list(range(23))
 
 
+def test_sampler_repeats_are_whole_passes():
+    one = PatchSampler(23, seed=3, augment=True)
+    one.set_epoch(2)
+    s = PatchSampler(23, seed=3, augment=True, repeats=3)
+    s.set_epoch(2)
+    items = list(s)
+    assert len(items) == len(s) == 69
+    assert items[:23] != list(one)  # codes are drawn after all three orders
+    for k in range(3):  # every pass holds every patch once
+        assert sorted(i for i, _ in items[23 * k : 23 * (k + 1)]) == list(range(23))
+    assert [i for i, _ in items[:23]] == [i for i, _ in one]  # first pass = the plain order
+    s.set_epoch(2)
+    s.set_start(30)
+    assert list(s) == items[30:]
+    shards = [list(PatchSampler(23, seed=3, repeats=2, rank=r, world_size=2)) for r in (0, 1)]
+    assert [len(sh) for sh in shards] == [23, 23]
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        PatchSampler(23, repeats=0)
+
+
 def test_batch_loader_equals_plain_dataloader_with_and_without_workers(cube):
     src = CubeSource(cube, cache="zarr")
     sp = make_split(src, SplitConfig(patch_size=32))

@@ -129,6 +129,28 @@ def test_resume_refuses_a_changed_config(cube, tmp_path):
     assert len(res.history) == 2
 
 
+def test_epoch_repeats_and_runs_saved_before_the_option(cube, tmp_path):
+    from cryonet.data import PatchSplit
+
+    res = train(cube, tmp_path / "a", _cfg(epochs=1, epoch_repeats=3), model_factory=Tiny,
+                progress=False)  # fmt: skip
+    n_train = len(PatchSplit.from_json(tmp_path / "a" / "split.json").subset("train"))
+    assert res.history[0]["step"] == (3 * n_train) // 4  # three passes, batches of 4
+    one = train(cube, tmp_path / "b", _cfg(epochs=1), model_factory=Tiny, progress=False)
+    assert one.history[0]["step"] == n_train // 4
+    # a run saved before the option existed resumes with its default (1 pass) ...
+    path = tmp_path / "b" / "checkpoints" / "resume.pt"
+    state = torch.load(path, weights_only=True)
+    del state["train_state"]["config"]["epoch_repeats"]
+    torch.save(state, path)
+    again = train(cube, tmp_path / "b", _cfg(epochs=2), model_factory=Tiny, progress=False)
+    assert len(again.history) == 2
+    # ... and refuses another value
+    with pytest.raises(ValueError, match="epoch_repeats: 1 -> 2"):
+        train(cube, tmp_path / "b", _cfg(epochs=3, epoch_repeats=2), model_factory=Tiny,
+              progress=False)  # fmt: skip
+
+
 def test_bundled_configs_and_overrides(tmp_path):
     paper = load_config("paper")
     assert (paper.lr, paper.weight_decay, paper.batch_size, paper.epochs) == (3e-4, 1e-4, 16, 100)
