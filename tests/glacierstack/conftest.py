@@ -11,20 +11,27 @@ from typing import Any
 import pytest
 
 STAC_CORE = "https://schemas.stacspec.org/v1.1.0/{}-spec/json-schema/{}.json"
-PROJ_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-RASTER_V11 = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
-EO_V11 = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
-SAR_V10 = "https://stac-extensions.github.io/sar/v1.0.0/schema.json"
-PREFIXES = {"proj:": PROJ_V2, "raster:": RASTER_V11, "eo:": EO_V11, "sar:": SAR_V10}
+EXTENSION_SCHEMAS = Path(__file__).parents[1] / "data" / "stac-schemas"
+"""The official extension schemas, byte for byte as stac-extensions.github.io serves them."""
+PREFIXES = {
+    "proj:": "projection",
+    "raster:": "raster",
+    "eo:": "eo",
+    "sar:": "sar",
+    "sat:": "sat",
+    "view:": "view",
+}
+"""Field prefixes of the extensions we have schemas for: using one obliges declaring it."""
 
 
-def _core_validators() -> dict[str, Any]:
-    """Offline Draft-7 validators of the STAC 1.1.0 core schemas that pystac ships.
+def _registry() -> tuple[Any, dict[str, Any]]:
+    """Offline registry of the STAC 1.1.0 core schemas and of the stored extension schemas.
 
-    Every ``$ref`` resolves to pystac's bundled copy (or the JSON-Schema metaschemas); any
-    other reference raises instead of fetching, so the tests never touch the network.
+    Core schemas are pystac's bundled copies; extension schemas are the files under
+    ``tests/data/stac-schemas/``, registered under their ``$id`` (the URL an item declares in
+    ``stac_extensions``). Any other reference raises instead of fetching, so the tests never
+    touch the network.
     """
-    from jsonschema import Draft7Validator
     from referencing import Registry, Resource
 
     root = importlib.resources.files("pystac.validation.jsonschemas")
@@ -35,61 +42,47 @@ def _core_validators() -> dict[str, Any]:
         resources.append((STAC_CORE.format(spec, name), json.loads(f.read_text())))
     for f in (root / "geojson").iterdir():
         resources.append((f"https://geojson.org/schema/{f.name}", json.loads(f.read_text())))
+    for f in sorted(EXTENSION_SCHEMAS.glob("*.json")):
+        doc = json.loads(f.read_bytes())
+        resources.append((doc["$id"].rstrip("#"), doc))
 
     def offline(uri: str) -> Resource:
-        raise LookupError(f"schema {uri} is not bundled; the tests do not download schemas")
+        raise LookupError(f"schema {uri} is not stored; the tests do not download schemas")
 
     registry = Registry(retrieve=offline).with_resources(  # type: ignore[call-arg]
         (uri, Resource.from_contents(c)) for uri, c in resources
     )
-    schemas = dict(resources)
-    return {
-        kind: Draft7Validator(schemas[STAC_CORE.format(kind, kind)], registry=registry)
-        for kind in ("item", "collection", "catalog")
-    }
+    return registry, dict(resources)
 
 
-def _walk(obj: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
+def _walk_keys(obj: Any) -> Iterator[str]:
     if isinstance(obj, dict):
         for k, v in obj.items():
-            yield path, k, v
-            yield from _walk(v, f"{path}/{k}")
+            yield k
+            yield from _walk_keys(v)
     elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _walk(v, f"{path}/{i}")
+        for v in obj:
+            yield from _walk_keys(v)
 
 
-def _extension_errors(doc: dict[str, Any]) -> list[str]:
-    """Rules of the declared extension versions, checked with pystac's own tables."""
-    from pystac.extensions.eo import Band
-    from pystac.extensions.raster import DataType
-
-    declared = set(doc.get("stac_extensions", []))
-    errors = [f"undeclared-by-us extension {u}" for u in declared - set(PREFIXES.values())]
-    used = {PREFIXES[p] for _, k, _ in _walk(doc) for p in PREFIXES if k.startswith(p)}
-    errors += [f"uses {u} without declaring it" for u in used - declared]
-    data_types = {d.value for d in DataType}
-    for where, key, value in _walk(doc):
-        if key == "proj:epsg" and PROJ_V2 in declared:
-            errors.append(f"{where}: proj:epsg is not part of projection v2.0.0")
-        if key == "raster:bands":
-            errors += [f"{where}: data_type {b.get('data_type')!r}" for b in value
-                       if b.get("data_type") not in data_types]  # fmt: skip
-        if key == "eo:bands":
-            names = [b["common_name"] for b in value if "common_name" in b]
-            errors += [f"{where}: eo common_name {n!r}" for n in names if not Band.band_range(n)]
-    if SAR_V10 in declared:  # the four fields sar v1.0.0 requires of an item
-        need = {"sar:instrument_mode", "sar:frequency_band", "sar:polarizations",
-                "sar:product_type"}  # fmt: skip
-        errors += [f"missing {k}" for k in sorted(need - set(doc.get("properties", {})))]
-    return errors
+def _undeclared(doc: dict[str, Any]) -> list[str]:
+    """Fields of a stored extension used without declaring that extension (any version)."""
+    declared = " ".join(doc.get("stac_extensions", []))
+    used = {PREFIXES[p] for k in _walk_keys(doc) for p in PREFIXES if k.startswith(p)}
+    return [f"uses {n}: fields without declaring the {n} extension" for n in sorted(used)
+            if f"stac-extensions.github.io/{n}/" not in declared]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def stac_errors() -> Callable[[Path], dict[str, list[str]]]:
     """Return ``check(folder) -> {json file: [errors]}`` over every STAC file under a folder."""
-    validators = _core_validators()
+    from jsonschema import Draft7Validator
+
+    registry, schemas = _registry()
     kinds = {"Feature": "item", "Collection": "collection", "Catalog": "catalog"}
+
+    def validator(uri: str) -> Draft7Validator:
+        return Draft7Validator(schemas[uri], registry=registry)
 
     def check(folder: Path) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -98,8 +91,15 @@ def stac_errors() -> Callable[[Path], dict[str, list[str]]]:
         for f in files:
             doc = json.loads(f.read_text())
             kind = kinds[doc["type"]]
-            errs = [f"{kind} schema: {e.message}" for e in validators[kind].iter_errors(doc)]
-            errs += _extension_errors(doc)
+            errs = [f"{kind} schema: {e.message}"
+                    for e in validator(STAC_CORE.format(kind, kind)).iter_errors(doc)]  # fmt: skip
+            for uri in doc.get("stac_extensions", []):
+                if uri not in schemas:
+                    errs.append(f"declares {uri}, whose schema is not in {EXTENSION_SCHEMAS}")
+                    continue
+                errs += [f"{uri}: {e.message} (at {'/'.join(map(str, e.absolute_path))})"
+                         for e in validator(uri).iter_errors(doc)]  # fmt: skip
+            errs += _undeclared(doc)
             if errs:
                 out[str(f.relative_to(folder))] = errs
         return out
