@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -225,7 +224,7 @@ def calibrate_checkpoint(
     # a URL: rewrite a local copy, uploaded over the original when the rewrite succeeded
     with storage.staged_output(checkpoint) as local:
         if storage.is_url(checkpoint):
-            shutil.copyfile(storage.local_file(checkpoint), local)
+            storage.copy_file(storage.local_file(checkpoint), local)
         store_calibration(local, cal)
     return cal
 

@@ -65,6 +65,7 @@ __all__ = [
     "configure",
     "configured",
     "copy_file",
+    "discard",
     "gdal_path",
     "guard_dataset",
     "is_url",
@@ -74,7 +75,9 @@ __all__ = [
     "output_exists",
     "mark_created",
     "parse_storage_options",
+    "publish",
     "read_guarded",
+    "remove_owned",
     "remove_store",
     "staged_output",
     "store_info",
@@ -348,6 +351,50 @@ def remove_scratch(path: str | os.PathLike[str]) -> None:
         raise StoreError(f"{store} is not a scratch folder (its name must start with '.')")
     if store.exists():
         store.fs.rm(store.path, recursive=True)
+
+
+def remove_owned(
+    path: str | os.PathLike[str], *, root: str | os.PathLike[str], marker: str
+) -> None:
+    """Delete ``path`` (a file or folder) that a workflow wrote inside its own folder ``root``.
+
+    Refuses (:class:`ForeignStoreError`) a path that is not strictly inside ``root``, and a
+    ``root`` without the workflow's bookkeeping entry ``marker`` (e.g. the demo's ``steps``
+    folder): only what the workflow made is ever removed, never a folder it was pointed at.
+    A Zarr store among them should go through :func:`remove_store` (which checks its kind).
+    """
+    target, base = StoreURL.parse(path), StoreURL.parse(root)
+    if not _inside(target.path, base.path) or target.path == base.path:
+        raise ForeignStoreError(f"{target} is not inside {base}; refusing to remove it")
+    if not base.fs.exists(base.join(marker)):
+        raise ForeignStoreError(
+            f"{base} has no {marker}: not an output folder of this workflow; refusing to "
+            f"remove {target}"
+        )
+    if not target.exists():
+        return
+    if target.fs.isdir(target.path):
+        _delete_tree(target)
+    else:
+        target.fs.rm_file(target.path)
+
+
+def publish(tmp: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Move a finished local temporary file onto ``dst`` atomically (``os.replace``).
+
+    ``tmp`` must be on the same file system as ``dst`` (next to it, or in a temporary folder
+    inside its folder): readers see the old file or the complete new one, never a partial one.
+    """
+    os.replace(tmp, dst)
+
+
+def discard(path: str | os.PathLike[str]) -> None:
+    """Delete a file this package wrote (a temporary, scratch or bookkeeping file), if present."""
+    target = StoreURL.parse(path)
+    if target.is_local:
+        Path(target.path).unlink(missing_ok=True)
+    elif target.exists():
+        target.fs.rm_file(target.path)
 
 
 def replace_folder(stage: Path, out: Path, *, owned: Callable[[Path], bool], what: str) -> None:
