@@ -280,7 +280,9 @@ def main() -> None:  # noqa: D103
                 out["graph"].append({"km": km, "error": str(e)[-300:]})
     out["load_after"] = list(os.getloadavg())
     Path(a.out).write_text(json.dumps(out, indent=1, default=str))
-    print(json.dumps({k: v for k, v in out.items() if "ratio" in k or "speedup" in k}, indent=1))
+    summary = {k: v for k, v in out.items() if "ratio" in k or "speedup" in k}
+    summary |= {k: v for k, v in out.get("region50", {}).items() if k.startswith("s_per_km2")}
+    print(json.dumps(summary, indent=1))
 
 
 def part_12km(r12: str, work: Path, reps: int, ckpt: str, with_predict: bool) -> dict:
