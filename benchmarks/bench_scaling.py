@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 CUBE_CONFIGS = {"threads": ("threads", 2), "local:2": ("local:2", 1), "local:1": ("local:1", 2)}
 PREDICT_CONFIGS = {"threads": ("threads", 1, 2), "local:1": ("local:1", 1, 2),
-                   "local:2": ("local:2", 1, 1)}  # fmt: skip
+                   "local:1 torch1": ("local:1", 1, 1), "local:2": ("local:2", 1, 1)}  # fmt: skip
 TILE, OVERLAP, PRED_CHUNK = 128, 32, 576  # cpu preset tiling; 6 strides per output chunk
 
 
@@ -309,7 +309,8 @@ def part_12km(r12: str, work: Path, reps: int, ckpt: str, with_predict: bool) ->
             print("predict", name, preds[name][-1]["wall_s"], file=sys.stderr)
     out["predict12"] = preds
     pm = {k: _median(v, "wall_s") for k, v in preds.items()}
-    out["predict12_speedup_2v1"] = pm["local:1"] / pm["local:2"]
+    out["predict12_speedup_2v1"] = pm["local:1 torch1"] / pm["local:2"]  # same worker config
+    out["predict12_speedup_2v1_torch2"] = pm["local:1"] / pm["local:2"]  # 1 worker, 2 threads
     out["predict12_ratio_to_threads"] = pm["local:2"] / pm["threads"]
     return out
 

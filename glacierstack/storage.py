@@ -64,10 +64,13 @@ __all__ = [
     "complete",
     "configure",
     "configured",
+    "copy_file",
+    "gdal_path",
     "guard_dataset",
     "is_url",
     "local_file",
     "local_folder",
+    "open_input",
     "output_exists",
     "mark_created",
     "parse_storage_options",
@@ -944,3 +947,50 @@ def local_file(where: str | os.PathLike[str], cache: str | os.PathLike[str] | No
         store.fs.get_file(store.path, str(part))
         os.replace(part, dst)
     return dst
+
+
+_VSI = {"s3": "/vsis3/", "gs": "/vsigs/", "gcs": "/vsigs/", "az": "/vsiaz/", "abfs": "/vsiaz/"}
+
+
+def gdal_path(where: str | os.PathLike[str]) -> str:
+    """Return the name GDAL itself opens ``where`` by (in a VRT, say): ``/vsis3/`` for ``s3://``.
+
+    rasterio translates ``s3://`` URLs on its own, GDAL does not; local paths and GDAL's own
+    ``/vsi...`` names are returned unchanged.
+
+    Examples
+    --------
+    >>> gdal_path("s3://bucket/scene.tif"), gdal_path("https://host/a.tif")
+    ('/vsis3/bucket/scene.tif', '/vsicurl/https://host/a.tif')
+    """
+    text = os.fspath(where)
+    proto, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    if proto in ("http", "https"):
+        return f"/vsicurl/{text}"
+    if proto in _VSI:
+        return _VSI[proto] + rest
+    raise ValueError(f"{text}: GDAL cannot open {proto}:// URLs (use s3, gs, az or https)")
+
+
+def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copy one file between local paths and/or URLs (an input into an output folder)."""
+    a, b = StoreURL.parse(src), StoreURL.parse(dst)
+    if a.is_local and b.is_local:
+        a.fs.copy(a.path, b.path)
+    elif b.is_local:
+        a.fs.get_file(a.path, b.path)
+    elif a.is_local:
+        b.fs.put_file(a.path, b.path)
+    else:
+        with a.fs.open(a.path, "rb") as f:
+            b.fs.pipe_file(b.path, f.read())
+
+
+@contextlib.contextmanager
+def open_input(where: str | os.PathLike[str]) -> Iterator[Any]:
+    """Open a local file or a URL for binary reading (with the storage options in force)."""
+    src = StoreURL.parse(where)
+    with src.fs.open(src.path, "rb") as f:
+        yield f
