@@ -46,7 +46,7 @@ def _cube(path, n_tiles: int) -> tuple[int, int]:
 
 
 def test_finish_and_verify_memory_flat_in_store_size(tmp_path, monkeypatch):
-    monkeypatch.setattr(storage, "CHECKSUM_BATCH_BYTES", 2 * MiB)
+    monkeypatch.setattr(storage.manifest, "CHECKSUM_BATCH_BYTES", 2 * MiB)  # where it is read
     small = _cube(tmp_path / "small.zarr", 2)
     large = _cube(tmp_path / "large.zarr", 24)
     stored = sum(f.stat().st_size for f in (tmp_path / "large.zarr" / "features").iterdir())
@@ -58,7 +58,7 @@ def test_finish_and_verify_memory_flat_in_store_size(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("sizes", [{"a": 5, "b": 5, "c": 5}, {"a": 50, "b": 1, "c": 1, "d": 1}])
 def test_checksum_batches_bounded(sizes):
-    parts = list(storage._batches(sizes, max_bytes=10, max_files=2))
+    parts = list(storage.manifest._batches(sizes, max_bytes=10, max_files=2))
     assert [k for p in parts for k in p] == sorted(sizes)  # every file once, in order
     for p in parts:
         assert len(p) <= 2 and (len(p) == 1 or sum(sizes[k] for k in p) <= 10)

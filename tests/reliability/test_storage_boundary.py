@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("glacierstack", "cryonet")
-STORAGE = ("glacierstack/storage.py", "glacierstack/storage/")
+STORAGE = ("glacierstack/storage/",)
 """The storage layer: the only place allowed to mutate the file system this way."""
 OS_CALLS = {"remove", "unlink", "rmdir", "removedirs", "replace", "rename", "renames"}
 METHODS = {"unlink", "rmdir", "rmtree"}
