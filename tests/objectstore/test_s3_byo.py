@@ -40,14 +40,17 @@ def _rgbn(path: Path) -> Path:
     return path
 
 
-def _byo(runner: CliRunner, scene: str, cat: str, cube: str, copy: bool) -> None:
+def _byo(
+    runner: CliRunner, scene: str, cat: str, cube: str, copy: bool, outlines: str | None = None
+) -> None:
     for args in (
         ["stac-from-files", scene, "--out", cat, "--sensor", "optical",
          "--bands", "blue,green,red,nir", "--datetime", "2020-08-01"]
         + (["--copy"] if copy else []),
         ["layers", "--catalog", cat],
         ["cube", "--catalog", cat, "--like", scene, "--out", cube, "--no-progress",
-         "--chunk-size", "16", "--scheme", "glacier"],
+         "--chunk-size", "16", "--scheme", "glacier"]
+        + (["--glacier-outlines", outlines] if outlines else []),
     ):  # fmt: skip
         res = runner.invoke(app, args)
         assert res.exit_code == 0, (args[0], res.output)
@@ -64,14 +67,16 @@ def test_stac_from_files_layers_cube_on_s3(s3, tmp_path, monkeypatch, stac_error
         monkeypatch.setenv(k, v)  # GDAL's own settings, for the input rasters
     local = tmp_path / "local"
     local.mkdir()
-    scene = _rgbn(local / "scene.tif")
+    scene, outlines = _rgbn(local / "scene.tif"), _areas(local / "outlines.gpkg")
     fs.put_file(str(scene), f"{bucket}/in/scene.tif")
+    fs.put_file(str(outlines), f"{bucket}/in/outlines.gpkg")
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
     runner = CliRunner()
-    _byo(runner, f"{root}/in/scene.tif", f"{root}/cat", f"{root}/cube.zarr", copy)
-    _byo(runner, str(scene), str(local / "cat"), str(local / "cube.zarr"), copy)
+    _byo(runner, f"{root}/in/scene.tif", f"{root}/cat", f"{root}/cube.zarr", copy,
+         f"{root}/in/outlines.gpkg")  # fmt: skip
+    _byo(runner, str(scene), str(local / "cat"), str(local / "cube.zarr"), copy, str(outlines))
 
     assert list(work.iterdir()) == []  # nothing staged or left behind locally
     assert fs.exists(f"{bucket}/cat/catalog.json")
@@ -85,6 +90,8 @@ def test_stac_from_files_layers_cube_on_s3(s3, tmp_path, monkeypatch, stac_error
     assert list(got.band.values) == list(want.band.values) and "NDVI" in got.band.values
     np.testing.assert_array_equal(got["features"].values, want["features"].values)
     np.testing.assert_allclose(got["features"].sel(band="B04").values, 80 * 0.004, rtol=1e-6)
+    np.testing.assert_array_equal(got["labels"].values, want["labels"].values)
+    assert (got["labels"].values == 1).sum() > 0  # the outlines (read by GDAL from s3) burnt in
     assert got.rio.crs == want.rio.crs and got.rio.transform() == want.rio.transform()
 
 
