@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -35,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 CUBE_CONFIGS = {"threads": ("threads", 2), "local:2": ("local:2", 1), "local:1": ("local:1", 2)}
 PREDICT_CONFIGS = {"threads": ("threads", 1, 2), "local:1": ("local:1", 1, 2),
-                   "local:2": ("local:2", 1, 1)}  # fmt: skip
+                   "local:1 torch1": ("local:1", 1, 1), "local:2": ("local:2", 1, 1)}  # fmt: skip
 TILE, OVERLAP, PRED_CHUNK = 128, 32, 576  # cpu preset tiling; 6 strides per output chunk
 
 
@@ -229,11 +230,13 @@ LOG: list[Path] = []  # each child's result is also appended here as it finishes
 
 
 def run(*args: str) -> dict:
+    load = list(os.getloadavg())
     res = subprocess.run([sys.executable, str(HERE), "--child", *args], capture_output=True,
                          text=True, check=False)  # fmt: skip
     if res.returncode != 0:
         raise RuntimeError(f"child {args} failed:\n{res.stderr[-4000:]}")
     out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["load_before"], out["load_after"] = load, list(os.getloadavg())  # 1/5/15 min
     for log in LOG:
         with log.open("a") as f:
             f.write(json.dumps({"args": args, "result": out, "time": time.time()}) + "\n")
@@ -260,14 +263,14 @@ def main() -> None:  # noqa: D103
     work.mkdir(parents=True, exist_ok=True)
     LOG.append(Path(a.out).with_suffix(".jsonl"))
     reps = 1 if a.quick else a.repeats
-    out: dict = {"load_before": list(__import__("os").getloadavg())}
+    out: dict = {"load_before": list(os.getloadavg())}
     run("warm", "")  # fill the Numba on-disk cache once
     ckpt = str(work / "tiny.pt")
     run("checkpoint", ckpt)
     if "cube12" in parts or "predict12" in parts:
         out.update(part_12km(a.r12, work, reps, ckpt, "predict12" in parts))
     if "region50" in parts and a.r50 and not a.quick:
-        out["region50"] = part_50km(a.r50, work, ckpt)
+        out["region50"] = part_50km(a.r50, work, ckpt, a.r12)
     if "graph" in parts:
         out["graph"] = []
         for km in (25, 50, 100):
@@ -275,9 +278,11 @@ def main() -> None:  # noqa: D103
                 out["graph"].append(run("graph", a.r50 or a.r12, str(km)))
             except RuntimeError as e:  # recorded, not fatal
                 out["graph"].append({"km": km, "error": str(e)[-300:]})
-    out["load_after"] = list(__import__("os").getloadavg())
+    out["load_after"] = list(os.getloadavg())
     Path(a.out).write_text(json.dumps(out, indent=1, default=str))
-    print(json.dumps({k: v for k, v in out.items() if "ratio" in k or "speedup" in k}, indent=1))
+    summary = {k: v for k, v in out.items() if "ratio" in k or "speedup" in k}
+    summary |= {k: v for k, v in out.get("region50", {}).items() if k.startswith("s_per_km2")}
+    print(json.dumps(summary, indent=1))
 
 
 def part_12km(r12: str, work: Path, reps: int, ckpt: str, with_predict: bool) -> dict:
@@ -304,19 +309,43 @@ def part_12km(r12: str, work: Path, reps: int, ckpt: str, with_predict: bool) ->
             print("predict", name, preds[name][-1]["wall_s"], file=sys.stderr)
     out["predict12"] = preds
     pm = {k: _median(v, "wall_s") for k, v in preds.items()}
-    out["predict12_speedup_2v1"] = pm["local:1"] / pm["local:2"]
+    out["predict12_speedup_2v1"] = pm["local:1 torch1"] / pm["local:2"]  # same worker config
+    out["predict12_speedup_2v1_torch2"] = pm["local:1"] / pm["local:2"]  # 1 worker, 2 threads
     out["predict12_ratio_to_threads"] = pm["local:2"] / pm["threads"]
     return out
 
 
-def part_50km(r50: str, work: Path, ckpt: str) -> dict:
-    """Cube (local:2 and threads, compared), predict and export on the 50 km region."""
-    big = {"cube_local2": run("cube", r50, str(work / "c50-l2.zarr"), "local:2", "1")}
+def part_50km(r50: str, work: Path, ckpt: str, r12: str) -> dict:
+    """50 km on ``local:2`` (cube, predict, export, threaded cube compared), 12 km as reference.
+
+    The same steps (cube ``local:2``, predict ``local:2``) run on the 12 km region right before
+    and right after each 50 km step, so the time per km² is compared under the same load; the
+    reference is the mean of the two 12 km runs.
+    """
+    big: dict = {}
+    c12, m12 = str(work / "c12-ref.zarr"), str(work / "m12-ref.zarr")
+
+    def cube12() -> dict:
+        return run("cube", r12, c12, "local:2", "1")
+
+    def predict12() -> dict:
+        return run("predict", ckpt, c12, m12, "local:2", "1", "1")
+
+    big["cube12_before"] = cube12()
+    big["cube_local2"] = run("cube", r50, str(work / "c50-l2.zarr"), "local:2", "1")
     print("cube50 local:2", big["cube_local2"]["wall_s"], file=sys.stderr)
-    big["s_per_km2_cube"] = big["cube_local2"]["wall_s"] / big["cube_local2"]["area_km2"]
+    big["cube12_after"] = cube12()
+    big["predict12_before"] = predict12()
     big["predict"] = run("predict", ckpt, str(work / "c50-l2.zarr"), str(work / "m50.zarr"),
                          "local:2", "1", "1")  # fmt: skip
     print("predict50", big["predict"]["wall_s"], file=sys.stderr)
+    big["predict12_after"] = predict12()
+    a12, a50 = big["cube12_before"]["area_km2"], big["cube_local2"]["area_km2"]
+    for step, k50, k12 in (("cube", "cube_local2", "cube12"), ("predict", "predict", "predict12")):
+        ref = [big[f"{k12}_{w}"]["wall_s"] / a12 for w in ("before", "after")]
+        per = big[k50]["wall_s"] / a50
+        big[f"s_per_km2_{step}"] = {"50km": per, "12km_before": ref[0], "12km_after": ref[1],
+                                    "ratio_to_12km_mean": per / statistics.mean(ref)}  # fmt: skip
     big["export"] = run("export", str(work / "m50.zarr"), str(work))
     big["cube_threads"] = run("cube", r50, str(work / "c50-th.zarr"), "threads", "2")
     print("cube50 threads", big["cube_threads"]["wall_s"], file=sys.stderr)

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL
 from glacierstack.grid import Grid
 
@@ -74,12 +75,12 @@ def _vector_mask(area: str, grid: Grid) -> np.ndarray:
     import geopandas as gpd
     from rasterio.features import rasterize
 
-    path, _, value = area.partition(":") if not Path(area).exists() else (area, "", "")
-    if not Path(path).exists():
+    path, value = _file_and_value(area)
+    if not storage.is_url(path) and not Path(path).exists():
         raise FileNotFoundError(
             f"area {area!r} is neither {HALVES}, bbox:..., nor an existing vector file"
         )
-    gdf = gpd.read_file(path)
+    gdf = gpd.read_file(path)  # a URL is read by GDAL (its own AWS_*/GS_* settings)
     if value:
         if "split" not in gdf.columns:
             raise ValueError(f"{path}: selecting {value!r} needs a 'split' column")
@@ -92,29 +93,41 @@ def _vector_mask(area: str, grid: Grid) -> np.ndarray:
     ).astype(bool)
 
 
+def _file_and_value(area: str) -> tuple[str, str]:
+    """Split ``FILE[:VALUE]`` (``FILE`` a path or a URL such as ``s3://b/areas.gpkg``)."""
+    if not storage.is_url(area) and Path(area).exists():
+        return area, ""
+    head, sep, tail = area.rpartition(":")
+    if not sep or "/" in tail or (storage.is_url(area) and "://" not in head):
+        return area, ""
+    return head, tail
+
+
 def class_map(source: str | Path, cube: str | Path, workdir: Path) -> np.ndarray:
     """Return the class map ``(y, x)`` uint8 of a mosaic (.zarr), class GeoTIFF or checkpoint (.pt).
 
     A checkpoint is predicted on the fly into ``workdir`` with the tiling of
     :func:`default_tiling`.
     """
-    p = Path(source)
-    if p.suffix == ".pt":
+    src = str(source) if storage.is_url(source) else Path(source)
+    name = PurePosixPath(str(src)).name
+    if name.endswith(".pt"):
         from cryonet.infer import predict
 
-        tile, overlap = default_tiling(p)
-        out = workdir / f"{p.stem}-mosaic.zarr"
-        predict(p, cube, out, tile_size=tile, overlap=overlap, device="cpu",
+        tile, overlap = default_tiling(src)
+        out = workdir / f"{name.removesuffix('.pt')}-mosaic.zarr"
+        predict(src, cube, out, tile_size=tile, overlap=overlap, device="cpu",
                 progress=False, overwrite=True)  # fmt: skip
-        p = out
-    if p.suffix in (".tif", ".tiff"):
+        src, name = out, out.name
+    if name.endswith((".tif", ".tiff")):
         import rasterio
 
-        with rasterio.open(p) as ds:
-            return ds.read(1)
+        # our own outputs on a URL (cryonet baseline --out s3://...): read with the storage options
+        with storage.open_input(src) as f, rasterio.open(f) as ds:
+            return np.asarray(ds.read(1))
     from cryonet.infer import open_mosaic
 
-    return np.asarray(open_mosaic(p)["classes"].values)
+    return np.asarray(open_mosaic(src)["classes"].values)
 
 
 def score_map(

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from glacierstack import storage
 from glacierstack.grid import Grid
 
 __all__ = [
@@ -288,7 +289,7 @@ def _write(
     with tempfile.TemporaryDirectory(dir=out, prefix=".gpkg-") as tmp:
         part = Path(tmp) / "areas.gpkg"
         gdf.to_file(part, layer="glaciers", driver="GPKG", engine="pyogrio")
-        os.replace(part, files[1])
+        storage.publish(part, files[1])
     plot_area_change(df, labels, files[2])
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL
 from glacierstack.grid import Grid
 
@@ -33,7 +34,7 @@ class BaselineConfig:
     n_jobs: int = 1
 
 
-def _train_mask(shape: tuple[int, int], split_file: Path | None, area: str | None,
+def _train_mask(shape: tuple[int, int], split_file: str | Path | None, area: str | None,
                 grid: Grid) -> np.ndarray:  # fmt: skip
     mask = np.zeros(shape, bool)
     if split_file is not None:
@@ -59,13 +60,16 @@ def train_baseline(
     split_file: str | Path | None = None,
     train_area: str | None = None,
     config: BaselineConfig = BaselineConfig(),
-) -> Path:
+) -> Path | str:
     """Train the forest on the train pixels and write its class map ``out`` (GeoTIFF).
+
+    ``cube``, ``out`` and ``split_file`` may be URLs (``s3://...``).
 
     Returns
     -------
-    pathlib.Path
-        The class GeoTIFF (uint8, 255 = no valid input), on the cube's grid.
+    pathlib.Path or str
+        The class GeoTIFF (uint8, 255 = no valid input), on the cube's grid (its URL for a URL
+        ``out``).
     """
     import rasterio
     from sklearn.ensemble import RandomForestClassifier
@@ -77,7 +81,7 @@ def train_baseline(
     feats = np.asarray(ds["features"].values, dtype=np.float32)  # (band, y, x)
     labels = np.asarray(ds["labels"].values)
     valid = np.isfinite(feats).all(0)
-    train = _train_mask(labels.shape, Path(split_file) if split_file else None, train_area, grid)
+    train = _train_mask(labels.shape, split_file, train_area, grid)
     sel = train & valid & (labels != NODATA_LABEL)
     if sel.sum() < 2:
         raise ValueError(f"{cube}: only {int(sel.sum())} labelled train pixels")
@@ -93,15 +97,15 @@ def train_baseline(
     rf.fit(x, y)
     pred = np.full(labels.shape, NODATA_LABEL, np.uint8)
     pred[valid] = rf.predict(feats[:, valid].T).astype(np.uint8)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     profile: dict[str, Any] = dict(
         driver="GTiff", width=grid.shape[1], height=grid.shape[0], count=1, dtype="uint8",
         crs=grid.crs, transform=grid.transform, nodata=NODATA_LABEL, compress="deflate",
     )  # fmt: skip
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(pred, 1)
-        dst.update_tags(model="RandomForestClassifier", n_estimators=config.n_estimators,
-                        max_depth=str(config.max_depth), train_pixels=int(len(y)),
-                        bands=",".join(map(str, ds.band.values)))  # fmt: skip
-    return out
+    with storage.staged_output(out) as local:  # a URL: written locally, then uploaded
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(local, "w", **profile) as dst:
+            dst.write(pred, 1)
+            dst.update_tags(model="RandomForestClassifier", n_estimators=config.n_estimators,
+                            max_depth=str(config.max_depth), train_pixels=int(len(y)),
+                            bands=",".join(map(str, ds.band.values)))  # fmt: skip
+    return str(out) if storage.is_url(out) else Path(out)

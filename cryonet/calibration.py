@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -235,7 +234,7 @@ def calibrate_checkpoint(
     # a URL: rewrite a local copy, uploaded over the original when the rewrite succeeded
     with storage.staged_output(checkpoint) as local:
         if storage.is_url(checkpoint):
-            shutil.copyfile(storage.local_file(checkpoint), local)
+            storage.copy_file(storage.local_file(checkpoint), local)
         if isinstance(src, EnsembleModel):
             store_averaged_calibration(local, cal, src.member_ids()[1:], src.tta)
         else:

@@ -186,9 +186,9 @@ def _write_atomic(path: Path, ckpt: dict[str, Any]) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(ckpt, f)
-        os.replace(tmp, path)
+        storage.publish(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        storage.discard(tmp)
         raise
     return path
 

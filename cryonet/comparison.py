@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cryonet.metrics import SegmentationMetrics
+from glacierstack import storage
 from glacierstack.classes import CLASSES
 
 __all__ = [
@@ -69,7 +70,7 @@ def baseline_metrics(
     try:
         train_baseline(cube, out, split_file=split_file, config=BaselineConfig(seed=seed))
     finally:
-        split_file.unlink(missing_ok=True)
+        storage.discard(split_file)
     with rasterio.open(out) as src:
         pred = src.read(1)
     labels = np.asarray(open_cube(cube)["labels"].values)

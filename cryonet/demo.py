@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -46,6 +45,7 @@ from typing import Any
 
 from cryonet.demo_config import STEP_DIR, DemoConfig, DemoResult, Step, _Context
 from cryonet.demo_steps import STEPS
+from glacierstack import storage
 
 __all__ = ["STEPS", "DemoConfig", "DemoResult", "Step", "run_demo"]
 
@@ -71,14 +71,15 @@ def _write_record(path: Path, record: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
+    storage.publish(tmp, path)
 
 
-def _clear(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+def _clear(out: Path, folder: str) -> None:
+    """Remove a step's output: a cube only if it is one, anything else only inside ``out``."""
+    if folder.endswith(".zarr"):
+        storage.remove_store(out / folder, "cube")
+    else:  # out holds the demo's own STEP_DIR: a folder it was not pointed at by mistake
+        storage.remove_owned(out / folder, root=out, marker=STEP_DIR)
 
 
 def run_demo(
@@ -173,8 +174,8 @@ def _run_steps(
         unfinished_other = started.exists() and started.read_text().strip() != key
         if old is not None or step.name in redo_set or unfinished_other:
             # stale, redone, or an interrupted run with other parameters: start afresh
-            rec_path.unlink(missing_ok=True)
-            _clear(out / step.folder)
+            storage.discard(rec_path)
+            _clear(out, step.folder)
         elif started.exists():
             console.print(f"{head} resuming an interrupted run")
         started.parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +194,7 @@ def _run_steps(
             **result,
         }
         _write_record(rec_path, record)
-        started.unlink(missing_ok=True)
+        storage.discard(started)
         records[step.name] = record
         ran.append(step.name)
         console.print(f"{head} [green]finished in {seconds:.1f} s[/green]")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cryonet.demo_config import DemoConfig, Step, _Context
+from glacierstack import storage
 
 __all__ = ["STEPS"]
 
@@ -251,7 +252,7 @@ def _run_report(ctx: _Context) -> dict[str, Any]:
     from cryonet.demo_report import build_demo_report
 
     for stale in ("report.md", "report.html"):
-        (ctx.out / stale).unlink(missing_ok=True)
+        storage.discard(ctx.out / stale)
     path = build_demo_report(ctx.out, ctx.records, config=asdict(ctx.config), html=ctx.config.html)
     outputs = {"markdown": _rel(ctx, path)}
     if path.with_suffix(".html").exists():

@@ -150,8 +150,8 @@ def _write_cog(mosaic: str | os.PathLike[str], out: Path, compress: str, blocksi
         )
         aux = part.with_name(part.name + ".aux.xml")
         if aux.exists():  # the sidecar first: the .tif appearing is the completion signal
-            os.replace(aux, out.with_name(out.name + ".aux.xml"))
-        os.replace(part, out)
+            storage.publish(aux, out.with_name(out.name + ".aux.xml"))
+        storage.publish(part, out)
 
 
 def _with_legend(tif: Path, table: Sequence[Mapping[str, Any]]) -> Path:
@@ -304,4 +304,4 @@ def _write_polygons(
         part = Path(tmp) / "out.gpkg"
         for layer, gdf in layers.items():
             gdf.to_file(part, layer=layer, driver="GPKG", engine="pyogrio", geometry_type="Polygon")
-        os.replace(part, out)
+        storage.publish(part, out)

@@ -109,7 +109,7 @@ class PatchSplit:
         path = Path(path)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))
-        os.replace(tmp, path)
+        storage.publish(tmp, path)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> PatchSplit:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cryonet.permshuffle import ShuffleMode, _mean_std
+from glacierstack import storage
 
 __all__ = ["DEFAULT_FOCUS_CLASSES", "ImportanceResult", "plot_importance"]
 
@@ -79,7 +80,7 @@ class ImportanceResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         self.table().to_csv(tmp, float_format="%.6g")
-        tmp.replace(path)
+        storage.publish(tmp, path)
         sidecar = {
             "baseline": self.baseline,
             "repeats": self.repeats,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryonet.tables import markdown_table
+from glacierstack import storage
 
 __all__ = ["Figure", "Section", "render_markdown", "write_report"]
 
@@ -140,10 +141,10 @@ def write_report(
     text = render_markdown(title, sections, base=path.parent)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    storage.publish(tmp, path)
     if html:
         hpath = path.with_suffix(".html")
         htmp = hpath.with_suffix(".html.tmp")
         htmp.write_text(_render_html(title, text), encoding="utf-8")
-        htmp.replace(hpath)
+        storage.publish(htmp, hpath)
     return path

@@ -18,6 +18,7 @@ import torch
 
 from cryonet.data import SPLIT_FILE, CubeSource, PatchSplit, make_split
 from cryonet.train_config import TrainConfig
+from glacierstack import storage
 
 __all__ = [
     "atomic_save",
@@ -35,9 +36,9 @@ def atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
+        storage.publish(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        storage.discard(tmp)
         raise
 
 
@@ -89,10 +90,10 @@ def write_logs(run: Path, history: list[dict[str, Any]], summary: Mapping[str, A
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
-    os.replace(tmp, run / "metrics.csv")
+    storage.publish(tmp, run / "metrics.csv")
     tmp = run / "metrics.json.tmp"
     tmp.write_text(json.dumps({"summary": dict(summary), "epochs": history}, indent=1))
-    os.replace(tmp, run / "metrics.json")
+    storage.publish(tmp, run / "metrics.json")
 
 
 def prepare_split(

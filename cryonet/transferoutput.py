@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cryonet.transferconfig import FinetuneConfig
+from glacierstack import storage
 
 __all__ = ["transfer_table"]
 
@@ -78,7 +79,7 @@ def _write_tables(result_df: Any, out: Path) -> dict[str, Path]:
     md = out / "transfer_metrics.md"
     tmp = csv.with_suffix(".csv.tmp")
     result_df.to_csv(tmp, float_format="%.6f")
-    tmp.replace(csv)
+    storage.publish(tmp, csv)
     pct = result_df * 100.0
     text = (
         "Transfer to the target region: metrics in % before and after fine-tuning\n\n"
@@ -87,7 +88,7 @@ def _write_tables(result_df: Any, out: Path) -> dict[str, Path]:
     )
     tmp = md.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")
-    tmp.replace(md)
+    storage.publish(tmp, md)
     return {"csv": csv, "markdown": md}
 
 
@@ -153,5 +154,5 @@ def _write_outputs(
     files["summary"] = out / "transfer.json"
     tmp = out / "transfer.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(files["summary"])
+    storage.publish(tmp, files["summary"])
     return files

@@ -7,22 +7,27 @@ Files are grouped into items by a regular expression on the file stem with the n
 ``proj:transform``) and raster (``raster:bands``: dtype, nodata, scale/offset, unit) fields
 that :mod:`glacierstack.stack` reads, via rio-stac. The result opens with
 :func:`glacierstack.catalog.open_catalog` like any other static catalog.
+
+Files and the output folder may be URLs (``s3://``, ``gs://``, ``az://``, ``https://``): files
+are read by GDAL (with GDAL's own ``AWS_*``/``GS_*`` settings), the catalog is written through
+:mod:`glacierstack.storage` (staged locally, then uploaded with the storage options in force).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pystac
 import rasterio
 
+from glacierstack import storage
+from glacierstack.byo_write import file_name, write_catalog
 from glacierstack.catalog import parse_datetime
 from glacierstack.stac_fields import EO_EXT, PROJ_EXT, RASTER_EXT, eo_common_name, raster_data_type
 
@@ -48,7 +53,7 @@ class EncodingOptions:
     nodata: float | None = None
 
 
-def _declared(path: Path, ds: Any) -> list[dict[str, float]]:
+def _declared(path: Path | str, ds: Any) -> list[dict[str, float]]:
     """Per band: the scale/offset the file itself declares (also a declared 1 or 0)."""
     out: list[dict[str, float]] = [{} for _ in range(ds.count)]
     for i in range(ds.count):
@@ -61,7 +66,7 @@ def _declared(path: Path, ds: Any) -> list[dict[str, float]]:
     try:  # GDAL keeps an explicitly declared 0 offset / 1 scale in the GDAL_METADATA tag
         import tifffile
 
-        with tifffile.TiffFile(path) as tif:
+        with storage.open_input(path) as fh, tifffile.TiffFile(fh) as tif:
             page = tif.pages[0]
             if not isinstance(page, tifffile.TiffPage):  # a TiffFrame has no tags of its own
                 return out
@@ -78,7 +83,9 @@ def _declared(path: Path, ds: Any) -> list[dict[str, float]]:
     return out
 
 
-def _band_keys(path: Path, ds: Any, asset: str, bands: Mapping[str, Sequence[str]]) -> list[str]:
+def _band_keys(
+    path: Path | str, ds: Any, asset: str, bands: Mapping[str, Sequence[str]]
+) -> list[str]:
     """Asset key of each band of a file: ``--bands``, else band descriptions, else the pattern."""
     given = bands.get(asset) or bands.get("")
     if ds.count == 1 and not bands.get(asset):
@@ -97,7 +104,7 @@ def _band_keys(path: Path, ds: Any, asset: str, bands: Mapping[str, Sequence[str
 
 
 def _file_assets(
-    path: Path, asset: str, bands: Mapping[str, Sequence[str]], enc: EncodingOptions
+    path: Path | str, asset: str, bands: Mapping[str, Sequence[str]], enc: EncodingOptions
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str], str | None, list[float]]:
     """Assets (key -> fields incl. ``_band``) of one file, their encoding source, EPSG, bbox."""
     import rio_stac
@@ -190,28 +197,17 @@ def _encoding(
     return 1.0, 0.0, "none"
 
 
-def _band_vrt(src: Path, fields: Mapping[str, Any], dst: Path, dtype: str) -> None:
-    """Write a one-band VRT selecting band ``_band`` of ``src`` (gdal_translate -b)."""
-    import html
-
-    with rasterio.open(src) as ds:
-        h, w, crs = ds.height, ds.width, ds.crs.to_wkt()
-        gt = ds.transform.to_gdal()
-    gdal_type = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
-                 "uint32": "UInt32", "int32": "Int32", "float32": "Float32",
-                 "float64": "Float64"}.get(dtype, "Float32")  # fmt: skip
-    nodata = fields["raster:bands"][0].get("nodata")
-    nd = "" if nodata is None else f"<NoDataValue>{nodata}</NoDataValue>"
-    dst.write_text(
-        f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">'
-        f"<SRS>{html.escape(crs)}</SRS><GeoTransform>{', '.join(map(repr, gt))}</GeoTransform>"
-        f'<VRTRasterBand dataType="{gdal_type}" band="1">{nd}<SimpleSource>'
-        f'<SourceFilename relativeToVRT="0">{html.escape(str(src))}</SourceFilename>'
-        f"<SourceBand>{fields['_band']}</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>\n"
-    )
+def _source(f: str | Path) -> Path | str:
+    """Return a local file as an absolute path (it must exist), a URL as given (GDAL reads it)."""
+    if storage.is_url(f):
+        return str(f)
+    p = Path(f).expanduser().resolve()
+    if not p.is_file():
+        raise FileNotFoundError(f"raster {f} does not exist")
+    return p
 
 
-def _band_count(path: Path) -> int:
+def _band_count(path: Path | str) -> int:
     try:
         with rasterio.open(path) as ds:
             return int(ds.count)
@@ -247,16 +243,19 @@ def stac_from_files(
     encoding: EncodingOptions | None = None,
     catalog_id: str = "byo",
     description: str = "Local rasters (glacierstack stac-from-files)",
-) -> Path:
-    r"""Write a static STAC catalog describing local rasters (one asset per band).
+) -> Path | str:
+    r"""Write a static STAC catalog describing rasters (one asset per band).
 
     Parameters
     ----------
     files
-        GeoTIFF/COG paths; a multi-band file gives one asset per band (read through a one-band
-        VRT next to the item, the equivalent of ``gdal_translate -b N``).
+        GeoTIFF/COG paths or URLs (``s3://``, ``https://``...; read by GDAL, which takes its
+        own settings, e.g. ``AWS_*``, from the environment); a multi-band file gives one asset
+        per band (read through a one-band VRT next to the item, the equivalent of
+        ``gdal_translate -b N``).
     out
-        Output folder; ``<out>/catalog.json`` is written (the folder is created).
+        Output folder or URL; ``<out>/catalog.json`` is written (a local folder is created; a
+        URL is written through :mod:`glacierstack.storage` with the storage options in force).
     collection
         Collection id given to every item (choose the one the provider config expects, e.g.
         ``its-live-velocity``, ``cop-dem-glo-30``, ``sentinel-2-l2a``). Default: the sensor's
@@ -285,8 +284,8 @@ def stac_from_files(
 
     Returns
     -------
-    pathlib.Path
-        Path of ``catalog.json``.
+    pathlib.Path or str
+        Path of ``catalog.json`` (its URL for a URL ``out``).
 
     Raises
     ------
@@ -312,19 +311,18 @@ def stac_from_files(
     if datetime is None and not has_date:
         raise ValueError("give datetime, or a pattern with a (?P<date>...) group")
 
-    groups: dict[str, dict[str, Path]] = {}
+    groups: dict[str, dict[str, Path | str]] = {}
     item_dates: dict[str, str | None] = {}
     for f in files:
-        p = Path(f).expanduser().resolve()
-        if not p.is_file():
-            raise FileNotFoundError(f"raster {f} does not exist")
-        m = regex.match(p.stem)
+        p = _source(f)
+        stem = PurePosixPath(file_name(p)).stem
+        m = regex.match(stem)
         if m:
             item_id, asset = m.group("item"), m.group("asset")
         elif pattern == DEFAULT_PATTERN and _band_count(p) > 1:
-            item_id, asset = p.stem, ""  # one multi-band file is one item
+            item_id, asset = stem, ""  # one multi-band file is one item
         else:
-            raise ValueError(f"file stem {p.stem!r} does not match pattern {pattern!r}")
+            raise ValueError(f"file stem {stem!r} does not match pattern {pattern!r}")
         date = m.group("date") if has_date and m else None
         if date and re.fullmatch(r"\d{8}", date):
             date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
@@ -337,7 +335,7 @@ def stac_from_files(
 
     # Read every file first: nothing is written if one fails.
     items = []
-    hrefs: dict[tuple[str, str], Path] = {}
+    hrefs: dict[tuple[str, str], Path | str] = {}
     for item_id, file_assets in sorted(groups.items()):
         start, end = parse_datetime(item_dates[item_id])
         if start is None:
@@ -409,38 +407,6 @@ def stac_from_files(
             )
         items.append((item, fields))
 
-    out_dir = Path(out).expanduser().resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    catalog = pystac.Catalog(id=catalog_id, description=description)
-    # items name their collection, so (core STAC) they need a collection link: a real one
-    col = pystac.Collection(
-        id=collection,
-        description=f"{collection} (glacierstack stac-from-files)",
-        extent=pystac.Extent.from_items([item for item, _ in items]),
-        license="other",
+    return write_catalog(
+        items, collection, out, copy=copy, catalog_id=catalog_id, description=description
     )
-    for item, _ in items:
-        col.add_item(item)
-    catalog.add_child(col)
-    catalog.normalize_hrefs(str(out_dir))
-    for item, fields in items:
-        item_dir = Path(str(item.get_self_href())).parent
-        item_dir.mkdir(parents=True, exist_ok=True)
-        for key, asset in item.assets.items():
-            raster = Path(asset.href)
-            if copy:
-                dst = item_dir / raster.name
-                if not dst.exists():
-                    shutil.copy2(raster, dst)
-                raster = dst
-            asset.href = str(raster)
-            if fields[key]["_count"] > 1:
-                vrt = item_dir / f"{raster.stem}_{key}.vrt"
-                dtype = fields[key]["_dtype"]
-                _band_vrt(raster, fields[key], vrt, dtype)
-                asset.href = str(vrt)
-                asset.media_type = "application/x-gdal-vrt"
-    if copy:
-        catalog.make_all_asset_hrefs_relative()
-    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    return out_dir / "catalog.json"

@@ -279,10 +279,11 @@ def _detach(d: dict[str, Any]) -> pystac.Item:
     return pystac.Item.from_dict(d)
 
 
-def _read_static(path: Path) -> tuple[list[pystac.Item], list[str]]:
+def _read_static(path: Path | str) -> tuple[list[pystac.Item], list[str]]:
     """Items of a static catalog, collection, item or item-collection JSON, and its link hrefs."""
-    with path.open() as f:
-        d = json.load(f)
+    from glacierstack.stac_io import read_stac, read_text
+
+    d = json.loads(read_text(str(path)))
     feats: list[dict[str, Any]] | None = None
     if isinstance(d, list):
         feats = d
@@ -299,7 +300,7 @@ def _read_static(path: Path) -> tuple[list[pystac.Item], list[str]]:
         if typ == "Feature":
             return [_detach(d)], links
         if typ in ("Catalog", "Collection"):
-            cat = pystac.read_file(str(path))
+            cat = read_stac(str(path))
             assert isinstance(cat, pystac.Catalog)  # Collection is a Catalog subclass
             return list(cat.get_items(recursive=True)), links
     raise ValueError(f"{path}: not a STAC catalog, collection, item or item collection")
@@ -391,7 +392,8 @@ def open_catalog(
     source
         A provider name (``earth-search``, ``planetary-computer``, ``asf``, ``itslive``,
         ``synthetic``, or one of your own, see :func:`~glacierstack.modalities.catalog_dirs`),
-        any STAC API URL (``http(s)://...``), a path to a static
+        any STAC API URL (``http(s)://...``), a path or object-store URL (``s3://...``,
+        read with the storage options in force) of a static
         ``catalog.json``/``collection.json``/item JSON/ItemCollection JSON, a directory holding a
         ``catalog.json``, or an already opened :class:`Catalog` (returned unchanged).
     provider
@@ -425,6 +427,14 @@ def open_catalog(
         if cfg is None:
             cfg = get_provider(infer_provider((c.id for c in client.get_collections()), s))
         return Catalog(source=s, provider=cfg, client=client)
+    if "://" in s:  # a static catalog on object storage (s3://, gs://, az://, memory://)
+        url = s if s.endswith(".json") else f"{s.rstrip('/')}/catalog.json"
+        items, links = _read_static(url)
+        cfg = _as_config(provider or _detect_provider(links))
+        if modifier is not None:
+            for it in items:
+                modifier(it)
+        return Catalog(source=url, provider=cfg, items=items)
     path = Path(s).expanduser()
     looks_like_path = path.suffix == ".json" or "/" in s or path.exists()
     if not looks_like_path:

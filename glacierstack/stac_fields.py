@@ -10,19 +10,39 @@ exactly these schema URLs and fills their fields so that the item validates agai
   ``complex64``, see :func:`raster_data_type`);
 - eo **v1.1.0**: ``common_name`` from the extension's list (Sentinel-2 B05..B07 are all
   ``rededge``; the asset keys ``rededge1..3`` stay as Earth Search names them);
-- sar **v1.0.0**.
+- sar **v1.0.0**; sat **v1.0.0** (``sat:relative_orbit``) and view **v1.0.0** (sun angles),
+  declared whenever an item carries one of their fields (:func:`extensions_of`).
+
+The tests validate every item and collection we write against these exact schema files
+(stored under ``tests/data/stac-schemas/``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
-__all__ = ["EO_EXT", "PROJ_EXT", "RASTER_EXT", "SAR_EXT", "eo_common_name", "raster_data_type"]
+__all__ = [
+    "EO_EXT",
+    "PROJ_EXT",
+    "RASTER_EXT",
+    "SAR_EXT",
+    "SAT_EXT",
+    "VIEW_EXT",
+    "eo_common_name",
+    "extensions_of",
+    "raster_data_type",
+]
 
 PROJ_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 RASTER_EXT = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 EO_EXT = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
 SAR_EXT = "https://stac-extensions.github.io/sar/v1.0.0/schema.json"
+SAT_EXT = "https://stac-extensions.github.io/sat/v1.0.0/schema.json"
+VIEW_EXT = "https://stac-extensions.github.io/view/v1.0.0/schema.json"
+
+_BY_PREFIX = {"eo:": EO_EXT, "sar:": SAR_EXT, "sat:": SAT_EXT, "view:": VIEW_EXT}
 
 _COMPLEX = {
     "complex64": "cfloat32",
@@ -52,3 +72,14 @@ def raster_data_type(dtype: str | np.dtype) -> str:
 def eo_common_name(name: str) -> str:
     """Return the eo v1.1.0 ``common_name`` of a band name (``rededge1..3`` -> ``rededge``)."""
     return "rededge" if name.startswith("rededge") else name
+
+
+def extensions_of(properties: Iterable[str]) -> set[str]:
+    """Extension schema URLs that item property names (``sar:...``, ``view:...``) oblige.
+
+    Examples
+    --------
+    >>> sorted(extensions_of(["datetime", "sat:relative_orbit"]))
+    ['https://stac-extensions.github.io/sat/v1.0.0/schema.json']
+    """
+    return {url for key in properties for p, url in _BY_PREFIX.items() if key.startswith(p)}

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from cryonet.cli import app
+from glacierstack import storage
 
 _AREA = "west|east|north|south, bbox:xmin,ymin,xmax,ymax (cube CRS), or FILE[:VALUE]"
 
@@ -17,10 +18,11 @@ _AREA = "west|east|north|south, bbox:xmin,ymin,xmax,ymax (cube CRS), or FILE[:VA
 @app.command()
 def split(
     cube: Annotated[str, typer.Option(help="Zarr feature cube.")],
-    out: Annotated[Path, typer.Option(help="split.json to write.")],
+    out: Annotated[str, typer.Option(help="split.json to write (a path or URL).")],
     patch_size: Annotated[int, typer.Option(help="Patch edge in pixels (as in training).")],
     areas: Annotated[
-        Path | None, typer.Option(help="Vector file with a 'split' column (train/val/test).")
+        str | None,
+        typer.Option(help="Vector file or URL with a 'split' column (train/val/test)."),
     ] = None,
     train_area: Annotated[str | None, typer.Option(help=f"Train area: {_AREA}")] = None,
     val_area: Annotated[str | None, typer.Option(help="Validation area (optional)")] = None,
@@ -37,16 +39,20 @@ def split(
     except (ValueError, FileNotFoundError, KeyError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
-    sp.to_json(out)
+    with storage.staged_output(out) as local:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        sp.to_json(local)
     typer.echo(f"{out}: train {len(sp.train)}, val {len(sp.val)}, test {len(sp.test)} windows")
 
 
 @app.command()
 def baseline(
     cube: Annotated[str, typer.Option(help="Zarr feature cube.")],
-    out: Annotated[Path, typer.Option(help="Class GeoTIFF to write (the forest's map).")],
+    out: Annotated[
+        str, typer.Option(help="Class GeoTIFF to write (the forest's map), path or URL.")
+    ],
     split_file: Annotated[
-        Path | None, typer.Option(help="split.json: train on its train windows.")
+        str | None, typer.Option(help="split.json (path or URL): train on its train windows.")
     ] = None,
     train_area: Annotated[str | None, typer.Option(help=f"Or train inside: {_AREA}")] = None,
     n_estimators: Annotated[int, typer.Option(help="Trees.")] = 100,
@@ -77,7 +83,9 @@ def score(
             "with its training patch size); repeatable",
         ),
     ],
-    out: Annotated[Path | None, typer.Option(help="Write the full report (JSON).")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Write the full report (JSON), path or URL.")
+    ] = None,
 ) -> None:
     """Score class maps against the labels inside an area: every labelled pixel once."""
     from cryonet.areaeval import evaluate_area, score_table
@@ -97,4 +105,6 @@ def score(
     typer.echo(f"area {area} of {cube} (scheme {report['scheme']})")
     typer.echo(score_table(report["results"]))
     if out is not None:
-        out.write_text(json.dumps(report, indent=2))
+        with storage.staged_output(out) as local:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_text(json.dumps(report, indent=2))

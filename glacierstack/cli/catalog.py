@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -103,8 +102,11 @@ def search(
 
 @app.command("stac-from-files")
 def stac_from_files_cmd(
-    files: Annotated[list[Path], typer.Argument(help="GeoTIFF/COG files (any band count)")],
-    out: Annotated[Path, typer.Option(help="Output folder for catalog.json")],
+    files: Annotated[
+        list[str],
+        typer.Argument(help="GeoTIFF/COG files (any band count): paths or URLs (s3://, https://)"),
+    ],
+    out: Annotated[str, typer.Option(help="Output folder for catalog.json: a path or a URL")],
     collection: Annotated[
         str | None,
         typer.Option(

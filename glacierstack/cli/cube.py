@@ -49,10 +49,10 @@ def cube(
         ),
     ] = None,
     like: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             help="Use this raster's own grid exactly (CRS, bounds, pixel size) "
-            "instead of --bbox/--resolution"
+            "instead of --bbox/--resolution; a path or URL (s3://, https://)"
         ),
     ] = None,
     modalities: Annotated[
@@ -100,6 +100,7 @@ def cube(
 
     Rerunning the same command after an interruption resumes the unfinished store.
     """
+    import rasterio
     from pyproj import CRS
 
     from glacierstack.catalog import open_catalog
@@ -119,7 +120,8 @@ def cube(
     )
     # errors end in one line (a traceback with --debug): glacierstack.cli._errors
     if like is not None:
-        grid = Grid.from_raster(like)
+        with rasterio.Env(**read.gdal_options()):
+            grid = Grid.from_raster(like)
     else:
         assert bbox is not None
         box = parse_bbox(bbox)

@@ -11,7 +11,13 @@ import pystac
 from pyproj import CRS
 
 from glacierstack.grid import Grid
-from glacierstack.stac_fields import EO_EXT, PROJ_EXT, RASTER_EXT, SAR_EXT, raster_data_type
+from glacierstack.stac_fields import (
+    EO_EXT,
+    PROJ_EXT,
+    RASTER_EXT,
+    extensions_of,
+    raster_data_type,
+)
 from glacierstack.synthetic.sensors import Encoding
 
 COLLECTIONS: dict[str, str] = {
@@ -124,10 +130,7 @@ def build_item(spec: ItemSpec) -> pystac.Item:
                 extra_fields=extra,
             ),
         )
-    if any(k.startswith("sar:") for k in props):
-        exts.add(SAR_EXT)
-    if "eo:cloud_cover" in props:
-        exts.add(EO_EXT)
+    exts |= extensions_of(props)
     item.stac_extensions = sorted(exts)
     return item
 

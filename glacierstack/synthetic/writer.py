@@ -9,6 +9,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
+from glacierstack import storage
 from glacierstack.grid import Grid
 from glacierstack.synthetic.sensors import Encoding
 
@@ -68,7 +69,7 @@ class CogWriter:
             BLOCKSIZE=512,
             OVERVIEW_RESAMPLING=self.resampling,
         )
-        self.scratch.unlink()
+        storage.discard(self.scratch)
         return self.path
 
     def abort(self) -> None:
@@ -76,7 +77,7 @@ class CogWriter:
         try:
             self._ds.close()
         finally:
-            self.scratch.unlink(missing_ok=True)
+            storage.discard(self.scratch)
 
 
 def write_cog(

@@ -358,3 +358,26 @@ def test_relative_out_hrefs_resolve_inside_out(tmp_path, monkeypatch):
 def test_every_stac_file_validates(region, stac_errors):
     """Core STAC 1.1.0 schemas (pystac's copies) + the rules of each declared extension version."""
     assert stac_errors(region.catalog_path.parent) == {}
+
+
+def test_stored_extension_schemas_catch_the_old_faults(region, stac_errors, tmp_path):
+    """The stored official schemas reject what our items once wrote (so the check can fail)."""
+    import json
+
+    items = {p.parent.parent.name: p for p in region.catalog_path.parent.rglob("*/*/*.json")}
+    s2 = json.loads(items["sentinel-2-l2a"].read_text())
+    s1 = json.loads(items["sentinel-1-slc"].read_text())
+    s2["properties"]["proj:epsg"] = 32645  # gone in projection v2.0.0
+    band = next(a["eo:bands"][0] for a in s2["assets"].values() if "eo:bands" in a)
+    band["common_name"] = "rededge1"  # not in eo v1.1.0's list
+    s1_asset = next(a for a in s1["assets"].values() if "raster:bands" in a)
+    s1_asset["raster:bands"][0]["data_type"] = "complex64"  # raster v1.1.0 says cfloat32
+    del s1["properties"]["sar:product_type"]  # required by sar v1.0.0
+    s1["properties"]["view:off_nadir"] = 30.0
+    s1["stac_extensions"] = [u for u in s1["stac_extensions"] if "/view/" not in u]
+    for name, doc in (("s2.json", s2), ("s1.json", s1)):
+        (tmp_path / name).write_text(json.dumps(doc))
+    errors = {k: " | ".join(v) for k, v in stac_errors(tmp_path).items()}
+    assert "projection/v2.0.0" in errors["s2.json"] and "eo/v1.1.0" in errors["s2.json"]
+    assert "raster/v1.1.0" in errors["s1.json"] and "sar/v1.0.0" in errors["s1.json"]
+    assert "declaring the view extension" in errors["s1.json"]
