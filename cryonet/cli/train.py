@@ -33,7 +33,8 @@ def train(
         str | None, typer.Option(help="'random' or 'blocked' split (overrides the config).")
     ] = None,
     split_file: Annotated[
-        Path | None, typer.Option(help="Reuse this split.json (e.g. from another run).")
+        str | None,
+        typer.Option(help="Reuse this split.json, path or URL (e.g. from another run)."),
     ] = None,
     split_areas: Annotated[
         str | None,
@@ -161,18 +162,22 @@ def compare(
     typer.echo(f"comparison table: {out / 'comparison.md'}")
 
 
-def _area_split(cube: str, out: str, areas: str, patch_size: int) -> Path:
-    """Write the split of ``--split-areas`` next to the run (``split-areas.json``, local)."""
-    run_dir = Path(out)
-    from cryonet.splitareas import split_from_areas
+def _area_split(cube: str, out: str, areas: str, patch_size: int) -> str:
+    """Write the split of ``--split-areas`` next to the run (``OUT/split-areas.json``).
 
-    if Path(areas).exists():
+    ``out`` (the run folder) and an areas file may be local paths or URLs.
+    """
+    from cryonet.splitareas import split_from_areas
+    from glacierstack import storage
+
+    if storage.is_url(areas) or Path(areas).exists():
         spec = {"all": areas}
     else:
         train_area, _, test_area = areas.partition("/")
         spec = {"train": train_area} | ({"test": test_area} if test_area else {})
     sp = split_from_areas(cube, spec, patch_size)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "split-areas.json"
-    sp.to_json(path)
+    path = f"{str(out).rstrip('/')}/split-areas.json"
+    with storage.staged_output(path) as local:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        sp.to_json(local)
     return path
