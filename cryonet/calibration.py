@@ -207,12 +207,12 @@ def calibrate_checkpoint(
     """
     from cryonet.calibration_ensemble import store_averaged_calibration
     from cryonet.data import (
-        SPLIT_FILE,
         CubeSource,
         PatchDataset,
         PatchSampler,
         PatchSplit,
         batch_loader,
+        split_json,
     )
     from cryonet.infer.ensemble import EnsembleModel, model_source
 
@@ -220,11 +220,9 @@ def calibrate_checkpoint(
     src = model_source(checkpoint, list(ensemble), tta)
     loaded = src.load(dev)  # a single model: its logits; an average: log p (members calibrated)
     # the one band rule (cryonet.bands) and the checkpoint's statistics, as predict uses
-    source = CubeSource(cube, bands=loaded.bands, stats=(loaded.mean, loaded.std))
+    source = CubeSource(cube, bands=loaded.bands, stats=(loaded.mean.tolist(), loaded.std.tolist()))
     if not isinstance(split, PatchSplit):
-        p = Path(split)
-        url = storage.is_url(split)  # a split.json on a URL is read by from_json
-        split = PatchSplit.from_json(split if url else p / SPLIT_FILE if p.is_dir() else p)
+        split = PatchSplit.from_json(split_json(split))
     windows = split.subset(subset)
     if len(windows) == 0:
         raise ValueError(f"the split has no {subset!r} patches to fit the temperature on")

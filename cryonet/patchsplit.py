@@ -23,9 +23,30 @@ from cryonet.patchsource import CubeSource
 from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL
 
-__all__ = ["SPLIT_FILE", "PatchSplit", "SplitConfig", "make_split", "patch_windows"]
+__all__ = [
+    "SPLIT_FILE",
+    "PatchSplit",
+    "SplitConfig",
+    "make_split",
+    "patch_windows",
+    "split_json",
+]
 
 SPLIT_FILE = "split.json"
+
+
+def split_json(where: str | os.PathLike[str]) -> str | Path:
+    """Return the ``split.json`` meant by ``where``: that file, or the one in a run directory.
+
+    ``where`` is a local path or a URL (``s3://bucket/runs/a``).
+    """
+    text = os.fspath(where)
+    store = storage.StoreURL.parse(text)
+    if not store.fs.isdir(store.path):
+        return text if storage.is_url(text) else Path(text)
+    if storage.is_url(text):
+        return f"{text.rstrip('/')}/{SPLIT_FILE}"
+    return Path(text) / SPLIT_FILE
 
 
 # ----------------------------------------------------------------------------- windows & split

@@ -86,17 +86,21 @@ def train(
 @app.command()
 def evaluate(
     checkpoint: Annotated[
-        Path, typer.Option(help="Checkpoint (.pt), e.g. RUN/checkpoints/best.pt")
+        str, typer.Option(help="Checkpoint (.pt), path or URL, e.g. RUN/checkpoints/best.pt")
     ],
     cube: Annotated[str, typer.Option(help="The Zarr cube the split refers to.")],
-    split: Annotated[Path, typer.Option(help="split.json or the run directory holding it.")],
-    out: Annotated[Path, typer.Option(help="Folder for tables (Markdown + CSV) and figures.")],
+    split: Annotated[
+        str, typer.Option(help="split.json or the run directory holding it (path or URL).")
+    ],
+    out: Annotated[
+        str, typer.Option(help="Folder for tables (Markdown + CSV) and figures, path or URL.")
+    ],
     subset: Annotated[str, typer.Option(help="test, val or train.")] = "test",
     name: Annotated[str | None, typer.Option(help="Row name in the tables.")] = None,
     batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     tta: Annotated[str | None, typer.Option(help=TTA_HELP)] = None,
-    ensemble: Annotated[list[Path] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
+    ensemble: Annotated[list[str] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
 ) -> None:
     """Evaluate a checkpoint on the test patches: paper Tables I-III and a confusion matrix.
 
@@ -126,7 +130,9 @@ def evaluate(
 @app.command()
 def compare(
     cube: Annotated[str, typer.Option(help="Zarr feature cube.")],
-    out: Annotated[Path, typer.Option(help="Output folder (one run per model + tables).")],
+    out: Annotated[
+        str, typer.Option(help="Output folder (one run per model + tables), path or URL.")
+    ],
     models: Annotated[
         list[str],
         typer.Option("--model", help="Model/preset to compare; repeat the option."),
@@ -159,7 +165,7 @@ def compare(
         typer.echo(
             f"{name}: mIoU {100 * m.miou:.2f} %, overall accuracy {100 * m.overall_accuracy:.2f} %"
         )
-    typer.echo(f"comparison table: {out / 'comparison.md'}")
+    typer.echo(f"comparison table: {out.rstrip('/')}/comparison.md")
 
 
 def _area_split(cube: str, out: str, areas: str, patch_size: int) -> str:
