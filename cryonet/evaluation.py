@@ -33,10 +33,10 @@ from cryonet.data import (
 )
 from cryonet.engine import evaluate_loader, resolve_device
 from cryonet.evaltables import (
-    _LABELS,
+    CLASS_LABELS,
     PAPER_CLASS_ORDER,
-    _plot_accuracy_bars,
     metric_tables,
+    plot_accuracy_bars,
     write_tables,
 )
 from cryonet.metrics import SegmentationMetrics
@@ -303,7 +303,7 @@ def compare(
     df = pd.DataFrame.from_dict(
         rows,
         orient="index",
-        columns=[_LABELS[c] for c in PAPER_CLASS_ORDER] + ["Mean IoU", "Overall accuracy"],
+        columns=[CLASS_LABELS[c] for c in PAPER_CLASS_ORDER] + ["Mean IoU", "Overall accuracy"],
     )
     df.index.name = "Model"
     (out / "comparison.md").write_text(
@@ -312,5 +312,5 @@ def compare(
         + "\n"
     )
     df.to_csv(out / "comparison.csv", float_format="%.4f")
-    _plot_accuracy_bars(results, out / "overall_accuracy.png")
+    plot_accuracy_bars(results, out / "overall_accuracy.png")
     return results

@@ -24,12 +24,13 @@ from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL
 
 __all__ = [
-    "SPLIT_FILE",
     "PatchSplit",
+    "SPLIT_FILE",
     "SplitConfig",
     "make_split",
     "patch_windows",
     "split_json",
+    "valid_fraction",
 ]
 
 SPLIT_FILE = "split.json"
@@ -154,7 +155,8 @@ class PatchSplit:
             )
 
 
-def _valid_fraction(labels: np.ndarray, windows: np.ndarray, size: int) -> np.ndarray:
+def valid_fraction(labels: np.ndarray, windows: np.ndarray, size: int) -> np.ndarray:
+    """Fraction of labelled pixels in each ``size`` square window (origins ``(n, 2)``)."""
     valid = (labels != NODATA_LABEL).astype(np.int64)
     ii = np.pad(valid.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     y0, x0 = windows[:, 0], windows[:, 1]
@@ -193,7 +195,7 @@ def make_split(source: CubeSource, config: SplitConfig = SplitConfig()) -> Patch
     size = config.patch_size
     labels = xr.DataArray(source.labels, dims=("y", "x"))
     windows = patch_windows(labels, size, config.overlap)
-    keep = _valid_fraction(source.labels, windows, size) >= max(config.min_valid_fraction, 1e-12)
+    keep = valid_fraction(source.labels, windows, size) >= max(config.min_valid_fraction, 1e-12)
     windows = windows[keep]
     n = len(windows)
     if n < 2:
