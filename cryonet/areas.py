@@ -223,8 +223,8 @@ def area_change(
     labels
         Two date labels (e.g. ``["2018", "2028"]``) used as column suffixes.
     out
-        If given, a folder that receives ``areas.csv``, ``areas.gpkg`` (the outlines with
-        every column, layer ``glaciers``) and ``area_change.png``.
+        If given, a folder (path or URL) that receives ``areas.csv``, ``areas.gpkg`` (the
+        outlines with every column, layer ``glaciers``) and ``area_change.png``.
     options
         Id column and buffer.
     overwrite
@@ -261,8 +261,9 @@ def area_change(
         df["change_pct"] = 100.0 * df["change_km2"] / a["area_km2"].where(a["area_km2"] > 0)
     df["clean_change_km2"] = b["clean_km2"] - a["clean_km2"]
     df["debris_change_km2"] = b["debris_km2"] - a["debris_km2"]
-    if out is not None:
-        _write(df, outlines, dss[0], labels, Path(out), options, overwrite)
+    if out is not None:  # a URL: written in a local copy of the folder, uploaded at the end
+        with storage.local_folder(out) as local:
+            _write(df, outlines, dss[0], labels, local, options, overwrite)
     return df
 
 

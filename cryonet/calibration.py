@@ -39,13 +39,13 @@ from torch import nn
 from cryonet.calibration_measure import (
     DEFAULT_BINS,
     Reliability,
-    _nll,
-    _probs,
     confidence_layers,
     expected_calibration_error,
     fit_temperature,
+    nll,
     plot_reliability,
     reliability,
+    softmax_probs,
 )
 from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL
@@ -143,10 +143,10 @@ def calibration_from_logits(
     y = torch.as_tensor(labels).long()
     return Calibration(
         temperature=t,
-        ece_before=expected_calibration_error(_probs(logits), labels, n_bins),
-        ece_after=expected_calibration_error(_probs(logits, t), labels, n_bins),
-        nll_before=_nll(x, y, 1.0),
-        nll_after=_nll(x, y, t),
+        ece_before=expected_calibration_error(softmax_probs(logits), labels, n_bins),
+        ece_after=expected_calibration_error(softmax_probs(logits, t), labels, n_bins),
+        nll_before=nll(x, y, 1.0),
+        nll_after=nll(x, y, t),
         n_pixels=len(labels),
         subset=subset,
     )
@@ -207,12 +207,12 @@ def calibrate_checkpoint(
     """
     from cryonet.calibration_ensemble import store_averaged_calibration
     from cryonet.data import (
-        SPLIT_FILE,
         CubeSource,
         PatchDataset,
         PatchSampler,
         PatchSplit,
         batch_loader,
+        split_json,
     )
     from cryonet.infer.ensemble import EnsembleModel, model_source
 
@@ -220,11 +220,9 @@ def calibrate_checkpoint(
     src = model_source(checkpoint, list(ensemble), tta)
     loaded = src.load(dev)  # a single model: its logits; an average: log p (members calibrated)
     # the one band rule (cryonet.bands) and the checkpoint's statistics, as predict uses
-    source = CubeSource(cube, bands=loaded.bands, stats=(loaded.mean, loaded.std))
+    source = CubeSource(cube, bands=loaded.bands, stats=(loaded.mean.tolist(), loaded.std.tolist()))
     if not isinstance(split, PatchSplit):
-        p = Path(split)
-        url = storage.is_url(split)  # a split.json on a URL is read by from_json
-        split = PatchSplit.from_json(split if url else p / SPLIT_FILE if p.is_dir() else p)
+        split = PatchSplit.from_json(split_json(split))
     windows = split.subset(subset)
     if len(windows) == 0:
         raise ValueError(f"the split has no {subset!r} patches to fit the temperature on")
@@ -261,14 +259,14 @@ def calibration_report(
     """
     logits, labels = collect_logits(model, loader, device)
     x, y = torch.as_tensor(logits).double(), torch.as_tensor(labels).long()
-    before = reliability(_probs(logits), labels, n_bins)
-    after = reliability(_probs(logits, temperature), labels, n_bins)
+    before = reliability(softmax_probs(logits), labels, n_bins)
+    after = reliability(softmax_probs(logits, temperature), labels, n_bins)
     result = {
         "temperature": float(temperature),
         "ece_uncalibrated": before.ece,
         "ece_calibrated": after.ece,
-        "nll_uncalibrated": _nll(x, y, 1.0),
-        "nll_calibrated": _nll(x, y, temperature),
+        "nll_uncalibrated": nll(x, y, 1.0),
+        "nll_calibrated": nll(x, y, temperature),
         "pixels": int(len(labels)),
     }
     out = Path(out)

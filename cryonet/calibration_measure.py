@@ -24,8 +24,10 @@ __all__ = [
     "confidence_layers",
     "expected_calibration_error",
     "fit_temperature",
+    "nll",
     "plot_reliability",
     "reliability",
+    "softmax_probs",
 ]
 
 
@@ -57,7 +59,8 @@ class Reliability:
         return float((self.count[ok] * gap).sum() / n)
 
 
-def _probs(logits: torch.Tensor | np.ndarray, temperature: float = 1.0) -> np.ndarray:
+def softmax_probs(logits: torch.Tensor | np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities ``softmax(logits / temperature)`` over the last axis."""
     t = torch.as_tensor(np.asarray(logits, dtype=np.float32))
     return torch.softmax(t / float(temperature), dim=-1).numpy()
 
@@ -98,7 +101,8 @@ def expected_calibration_error(
     return reliability(probs, labels, n_bins).ece
 
 
-def _nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
+def nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
+    """Mean negative log-likelihood of ``labels`` under ``logits / temperature``."""
     return float(nn.functional.cross_entropy(logits / temperature, labels))
 
 

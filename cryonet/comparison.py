@@ -55,14 +55,13 @@ def baseline_metrics(
     import rasterio
 
     from cryonet.baseline import BaselineConfig, train_baseline
-    from cryonet.data import SPLIT_FILE, PatchSplit
+    from cryonet.data import PatchSplit, split_json
     from cryonet.metrics import confusion_matrix
     from glacierstack.classes import CLASS_NAMES
     from glacierstack.store import open_cube
 
     if not isinstance(split, PatchSplit):
-        p = Path(split)
-        split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
+        split = PatchSplit.from_json(split_json(split))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     split_file = out.parent / f".{out.stem}.split.json"

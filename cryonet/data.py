@@ -26,7 +26,14 @@ from cryonet.patchloader import (
     class_weights,
 )
 from cryonet.patchsource import CubeSource, open_cube
-from cryonet.patchsplit import SPLIT_FILE, PatchSplit, SplitConfig, make_split, patch_windows
+from cryonet.patchsplit import (
+    SPLIT_FILE,
+    PatchSplit,
+    SplitConfig,
+    make_split,
+    patch_windows,
+    split_json,
+)
 
 __all__ = [
     "SPLIT_FILE",
@@ -41,4 +48,5 @@ __all__ = [
     "make_split",
     "open_cube",
     "patch_windows",
+    "split_json",
 ]

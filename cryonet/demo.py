@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryonet.demo_config import STEP_DIR, DemoConfig, DemoResult, Step, _Context
+from cryonet.demo_config import STEP_DIR, DemoConfig, DemoContext, DemoResult, Step
 from cryonet.demo_steps import STEPS
 from glacierstack import storage
 
@@ -182,7 +182,7 @@ def _run_steps(
         started.write_text(key)
         console.print(f"{head} ...")
         t0, c0 = time.perf_counter(), time.process_time()
-        ctx = _Context(out, cfg, records, progress)
+        ctx = DemoContext(out, cfg, records, progress)
         result = step.run(ctx)
         seconds = time.perf_counter() - t0
         record = {

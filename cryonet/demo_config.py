@@ -1,7 +1,7 @@
 """The demo's types: its options, a step, a step's context and the result.
 
-:class:`DemoConfig` (options), :class:`Step` (one step), ``_Context`` (what a step function
-receives) and :class:`DemoResult` (what :func:`cryonet.demo.run_demo` returns).
+:class:`DemoConfig` (options), :class:`Step` (one step), :class:`DemoContext` (what a step
+function receives) and :class:`DemoResult` (what :func:`cryonet.demo.run_demo` returns).
 """
 
 from __future__ import annotations
@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STEP_DIR", "DemoConfig", "DemoResult", "Step"]
+__all__ = [
+    "DemoConfig",
+    "DemoContext",
+    "DemoResult",
+    "STEP_DIR",
+    "Step",
+]
 
 STEP_DIR = "steps"
 
@@ -77,20 +83,23 @@ class Step:
     """Steps whose outputs it reads."""
     params: Callable[[DemoConfig], dict[str, Any]]
     """The config values the step depends on (a change reruns the step)."""
-    run: Callable[[_Context], dict[str, Any]]
+    run: Callable[[DemoContext], dict[str, Any]]
     """Does the work; returns the outputs (paths relative to ``out``) and summary values."""
     folder: str
     """Folder (relative to ``out``) the step writes into; emptied when the step is redone."""
 
 
 @dataclass(frozen=True)
-class _Context:
+class DemoContext:
+    """What a step function receives: the demo folder, options, earlier steps' records."""
+
     out: Path
     config: DemoConfig
     records: dict[str, dict[str, Any]]
     progress: bool
 
     def output(self, step: str, key: str) -> Path:
+        """Path of output ``key`` of an earlier ``step``."""
         return self.out / self.records[step]["outputs"][key]
 
 

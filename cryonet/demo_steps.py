@@ -11,19 +11,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cryonet.demo_config import DemoConfig, Step, _Context
+from cryonet.demo_config import DemoConfig, DemoContext, Step
 from glacierstack import storage
 
 __all__ = ["STEPS"]
 
 
 # --------------------------------------------------------------------------- step functions
-def _rel(ctx: _Context, path: Path | str) -> str:
+def _rel(ctx: DemoContext, path: Path | str) -> str:
     return Path(path).resolve().relative_to(ctx.out.resolve()).as_posix()
 
 
-def _synth(preset: str, later: bool = False) -> Callable[[_Context], dict[str, Any]]:
-    def run(ctx: _Context) -> dict[str, Any]:
+def _synth(preset: str, later: bool = False) -> Callable[[DemoContext], dict[str, Any]]:
+    def run(ctx: DemoContext) -> dict[str, Any]:
         from glacierstack.synthetic import generate_region
 
         cfg = ctx.config
@@ -47,8 +47,8 @@ def _synth(preset: str, later: bool = False) -> Callable[[_Context], dict[str, A
     return run
 
 
-def _cube(preset: str) -> Callable[[_Context], dict[str, Any]]:  # preset or "poiqu_later"
-    def run(ctx: _Context) -> dict[str, Any]:
+def _cube(preset: str) -> Callable[[DemoContext], dict[str, Any]]:  # preset or "poiqu_later"
+    def run(ctx: DemoContext) -> dict[str, Any]:
         from glacierstack.grid import Grid
         from glacierstack.pipeline import build_cube
         from glacierstack.store import cube_status
@@ -78,7 +78,7 @@ def _train_config(cfg: DemoConfig) -> Any:
     )
 
 
-def _run_train(ctx: _Context) -> dict[str, Any]:
+def _run_train(ctx: DemoContext) -> dict[str, Any]:
     from cryonet.training import train
 
     config = _train_config(ctx.config)
@@ -98,7 +98,7 @@ def _run_train(ctx: _Context) -> dict[str, Any]:
     }
 
 
-def _run_evaluate(ctx: _Context) -> dict[str, Any]:
+def _run_evaluate(ctx: DemoContext) -> dict[str, Any]:
     from cryonet.evaluation import evaluate
 
     out = ctx.out / "evaluate"
@@ -118,8 +118,8 @@ def _run_evaluate(ctx: _Context) -> dict[str, Any]:
     }
 
 
-def _predict(key: str) -> Callable[[_Context], dict[str, Any]]:
-    def run(ctx: _Context) -> dict[str, Any]:
+def _predict(key: str) -> Callable[[DemoContext], dict[str, Any]]:
+    def run(ctx: DemoContext) -> dict[str, Any]:
         from cryonet.infer import predict
 
         cfg = ctx.config
@@ -138,7 +138,7 @@ def _predict(key: str) -> Callable[[_Context], dict[str, Any]]:
     return run
 
 
-def _run_areas(ctx: _Context) -> dict[str, Any]:
+def _run_areas(ctx: DemoContext) -> dict[str, Any]:
     from cryonet.areas import AreaOptions, area_change, labels_as_mosaic
 
     cfg = ctx.config
@@ -163,7 +163,7 @@ def _run_areas(ctx: _Context) -> dict[str, Any]:
     }
 
 
-def _run_outlines(ctx: _Context) -> dict[str, Any]:
+def _run_outlines(ctx: DemoContext) -> dict[str, Any]:
     import geopandas as gpd
     import pyogrio
 
@@ -188,7 +188,7 @@ def _run_outlines(ctx: _Context) -> dict[str, Any]:
     return {"outputs": {"cog": _rel(ctx, cog), "gpkg": _rel(ctx, gpkg)}, "layers": summary}
 
 
-def _run_importance(ctx: _Context) -> dict[str, Any]:
+def _run_importance(ctx: DemoContext) -> dict[str, Any]:
     from cryonet.permutation import importance_from_checkpoint
 
     cfg = ctx.config
@@ -215,7 +215,7 @@ def _run_importance(ctx: _Context) -> dict[str, Any]:
     }
 
 
-def _run_transfer(ctx: _Context) -> dict[str, Any]:
+def _run_transfer(ctx: DemoContext) -> dict[str, Any]:
     from cryonet.transfer import FinetuneConfig, finetune
 
     cfg = ctx.config
@@ -248,7 +248,7 @@ def _run_transfer(ctx: _Context) -> dict[str, Any]:
     }
 
 
-def _run_report(ctx: _Context) -> dict[str, Any]:
+def _run_report(ctx: DemoContext) -> dict[str, Any]:
     from cryonet.demo_report import build_demo_report
 
     for stale in ("report.md", "report.html"):

@@ -18,7 +18,13 @@ import numpy as np
 from cryonet.metrics import SegmentationMetrics
 from glacierstack.classes import CLASSES
 
-__all__ = ["PAPER_CLASS_ORDER", "metric_tables", "write_tables"]
+__all__ = [
+    "CLASS_LABELS",
+    "PAPER_CLASS_ORDER",
+    "metric_tables",
+    "plot_accuracy_bars",
+    "write_tables",
+]
 
 PAPER_CLASS_ORDER: tuple[str, ...] = ("clean_ice", "debris", "water", "vegetation", "background")
 """Column order of the paper's tables."""
@@ -28,7 +34,8 @@ _TABLES = {
     "recall": ("table_II_recall", "Recall", "Mean Recall"),
     "precision": ("table_III_precision", "Precision", "Mean Precision"),
 }
-_LABELS = {c.name: c.label for c in CLASSES}
+CLASS_LABELS = {c.name: c.label for c in CLASSES}
+"""Table column label of each class name."""
 
 
 # ----------------------------------------------------------------------------- tables
@@ -55,7 +62,7 @@ def metric_tables(results: Mapping[str, SegmentationMetrics]) -> dict[str, Any]:
             mean = {"iou": m.miou, "recall": m.mean_recall, "precision": m.mean_precision}[key]
             rows[name] = [100 * values[c] for c in order] + [100 * mean]
         df = pd.DataFrame.from_dict(
-            rows, orient="index", columns=[_LABELS.get(c, c) for c in order] + [mean_name]
+            rows, orient="index", columns=[CLASS_LABELS.get(c, c) for c in order] + [mean_name]
         )
         df.index.name = "Model"
         tables[key] = df
@@ -108,7 +115,8 @@ def write_tables(
     return written
 
 
-def _plot_accuracy_bars(results: Mapping[str, SegmentationMetrics], path: Path) -> Path:
+def plot_accuracy_bars(results: Mapping[str, SegmentationMetrics], path: Path) -> Path:
+    """Bar chart of the overall accuracy of each model (``overall_accuracy.png``)."""
     from cryonet._plot import subplots
 
     names = list(results)

@@ -29,17 +29,19 @@ from cryonet.data import (
     PatchSampler,
     PatchSplit,
     batch_loader,
+    split_json,
 )
 from cryonet.engine import evaluate_loader, resolve_device
 from cryonet.evaltables import (
-    _LABELS,
+    CLASS_LABELS,
     PAPER_CLASS_ORDER,
-    _plot_accuracy_bars,
     metric_tables,
+    plot_accuracy_bars,
     write_tables,
 )
 from cryonet.metrics import SegmentationMetrics
 from cryonet.training import TrainConfig, train
+from glacierstack import storage
 from glacierstack.classes import (
     CLASS_NAMES,
     CLASSES,
@@ -109,6 +111,11 @@ def evaluate(
     -------
     SegmentationMetrics
     """
+    if out is not None and storage.is_url(out):  # tables staged locally, uploaded at the end
+        with storage.local_folder(out) as local:
+            return evaluate(checkpoint, cube, split, subset=subset, out=local, name=name,
+                            batch_size=batch_size, num_workers=num_workers, device=device,
+                            amp=amp, dedupe=dedupe, ensemble=ensemble, tta=tta)  # fmt: skip
     if batch_size < 1 or num_workers < 0:
         raise ValueError(
             f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}"
@@ -119,15 +126,14 @@ def evaluate(
     source = CubeSource(cube, bands=ckpt["bands"], stats=(ckpt["mean"], ckpt["std"]))
     check_same_classes(ckpt["classes"], source.classes, f"checkpoint {checkpoint}", f"cube {cube}")
     if not isinstance(split, PatchSplit):
-        p = Path(split)
-        split = PatchSplit.from_json(p / SPLIT_FILE if p.is_dir() else p)
+        split = PatchSplit.from_json(split_json(split))
     split.check_cube(source)
     label = name or str(ckpt["model"].get("name", "model"))
     temperature = checkpoint_temperature(ckpt)
     from cryonet.infer.ensemble import model_source, parse_tta
 
     if ensemble or parse_tta(tta) != (0,):  # members calibrated inside; log p_avg out
-        averaged = model_source(checkpoint, [Path(p) for p in ensemble], tta).load(dev)
+        averaged = model_source(checkpoint, list(ensemble), tta).load(dev)
         model = averaged.module  # type: ignore[assignment]  # evaluate_loader takes a callable
         temperature = averaged.temperature  # fitted for this average (1: none stored)
     ds = PatchDataset(source, split.subset(subset), split.patch_size)
@@ -234,6 +240,10 @@ def compare(
 
     from cryonet.tables import markdown_table
 
+    if storage.is_url(out):  # the whole comparison staged locally (resumes), uploaded at the end
+        with storage.local_folder(out) as local:
+            return compare(cube, models, local, config, model_options=model_options,
+                           progress=progress, seeds=seeds, baseline=baseline)  # fmt: skip
     config = config or TrainConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -293,7 +303,7 @@ def compare(
     df = pd.DataFrame.from_dict(
         rows,
         orient="index",
-        columns=[_LABELS[c] for c in PAPER_CLASS_ORDER] + ["Mean IoU", "Overall accuracy"],
+        columns=[CLASS_LABELS[c] for c in PAPER_CLASS_ORDER] + ["Mean IoU", "Overall accuracy"],
     )
     df.index.name = "Model"
     (out / "comparison.md").write_text(
@@ -302,5 +312,5 @@ def compare(
         + "\n"
     )
     df.to_csv(out / "comparison.csv", float_format="%.4f")
-    _plot_accuracy_bars(results, out / "overall_accuracy.png")
+    plot_accuracy_bars(results, out / "overall_accuracy.png")
     return results

@@ -23,9 +23,31 @@ from cryonet.patchsource import CubeSource
 from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL
 
-__all__ = ["SPLIT_FILE", "PatchSplit", "SplitConfig", "make_split", "patch_windows"]
+__all__ = [
+    "PatchSplit",
+    "SPLIT_FILE",
+    "SplitConfig",
+    "make_split",
+    "patch_windows",
+    "split_json",
+    "valid_fraction",
+]
 
 SPLIT_FILE = "split.json"
+
+
+def split_json(where: str | os.PathLike[str]) -> str | Path:
+    """Return the ``split.json`` meant by ``where``: that file, or the one in a run directory.
+
+    ``where`` is a local path or a URL (``s3://bucket/runs/a``).
+    """
+    text = os.fspath(where)
+    store = storage.StoreURL.parse(text)
+    if not store.fs.isdir(store.path):
+        return text if storage.is_url(text) else Path(text)
+    if storage.is_url(text):
+        return f"{text.rstrip('/')}/{SPLIT_FILE}"
+    return Path(text) / SPLIT_FILE
 
 
 # ----------------------------------------------------------------------------- windows & split
@@ -133,7 +155,8 @@ class PatchSplit:
             )
 
 
-def _valid_fraction(labels: np.ndarray, windows: np.ndarray, size: int) -> np.ndarray:
+def valid_fraction(labels: np.ndarray, windows: np.ndarray, size: int) -> np.ndarray:
+    """Fraction of labelled pixels in each ``size`` square window (origins ``(n, 2)``)."""
     valid = (labels != NODATA_LABEL).astype(np.int64)
     ii = np.pad(valid.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     y0, x0 = windows[:, 0], windows[:, 1]
@@ -172,7 +195,7 @@ def make_split(source: CubeSource, config: SplitConfig = SplitConfig()) -> Patch
     size = config.patch_size
     labels = xr.DataArray(source.labels, dims=("y", "x"))
     windows = patch_windows(labels, size, config.overlap)
-    keep = _valid_fraction(source.labels, windows, size) >= max(config.min_valid_fraction, 1e-12)
+    keep = valid_fraction(source.labels, windows, size) >= max(config.min_valid_fraction, 1e-12)
     windows = windows[keep]
     n = len(windows)
     if n < 2:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryonet.permshuffle import ShuffleMode, _mean_std
+from cryonet.permshuffle import ShuffleMode, mean_std
 from glacierstack import storage
 
 __all__ = ["DEFAULT_FOCUS_CLASSES", "ImportanceResult", "plot_importance"]
@@ -61,13 +61,13 @@ class ImportanceResult:
 
         cols: dict[str, np.ndarray] = {}
         for metric, d in self.drops.items():
-            cols[f"{metric}_drop_mean"], cols[f"{metric}_drop_std"] = _mean_std(d)
+            cols[f"{metric}_drop_mean"], cols[f"{metric}_drop_std"] = mean_std(d)
         df = pd.DataFrame(cols, index=pd.Index(self.bands, name="band"))
         return df.sort_values("miou_drop_mean", ascending=False, kind="stable")
 
     def ranking(self, metric: str = "miou", top: int | None = None) -> list[str]:
         """Band names sorted by mean drop of ``metric`` (most important first)."""
-        mean, _ = _mean_std(self.drops[metric])
+        mean, _ = mean_std(self.drops[metric])
         order = np.argsort(-np.nan_to_num(mean, nan=-np.inf), kind="stable")
         names = [self.bands[i] for i in order]
         return names if top is None else names[:top]
@@ -142,7 +142,7 @@ def plot_importance(
         for j, (key, what) in enumerate(((acc_key, "Accuracy"), (iou_key, "IoU"))):
             ax = axes[i, j]
             d = result.drops[key] * 100.0
-            mean, std = _mean_std(d)
+            mean, std = mean_std(d)
             order = np.argsort(-np.nan_to_num(mean, nan=-np.inf), kind="stable")[:n_show]
             names = [result.bands[k] for k in order]
             pos = np.arange(len(order))[::-1]

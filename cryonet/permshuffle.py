@@ -16,7 +16,13 @@ import numpy as np
 
 ShuffleMode = Literal["samples", "pixels"]
 
-__all__ = ["ShuffleMode", "metrics_from_confusion", "shuffle_band", "shuffle_rng"]
+__all__ = [
+    "ShuffleMode",
+    "mean_std",
+    "metrics_from_confusion",
+    "shuffle_band",
+    "shuffle_rng",
+]
 
 
 # --------------------------------------------------------------------------- metrics
@@ -127,7 +133,7 @@ def shuffle_rng(seed: int, repeat: int, band: int) -> np.random.Generator:
     return np.random.default_rng([seed, repeat, band])
 
 
-def _mean_std(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mean_std(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sample std (``ddof=1``, 0 for one repeat) over axis 0, NaN-aware and quiet."""
     import warnings
 

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from cryonet.areaeval import area_mask
-from cryonet.patchsplit import PatchSplit, _valid_fraction, patch_windows
+from cryonet.patchsplit import PatchSplit, patch_windows, valid_fraction
 from glacierstack.grid import Grid
 
 __all__ = ["split_from_areas"]
@@ -58,7 +58,7 @@ def split_from_areas(
     if "train" not in areas:
         raise ValueError(f"areas {areas} name no train area")
     windows = patch_windows(xr.DataArray(labels, dims=("y", "x")), patch_size, overlap)
-    windows = windows[_valid_fraction(labels, windows, patch_size) >= min_valid_fraction]
+    windows = windows[valid_fraction(labels, windows, patch_size) >= min_valid_fraction]
     subsets: dict[str, np.ndarray] = {}
     for name in SUBSETS:
         if name not in areas:

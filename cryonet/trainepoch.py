@@ -1,7 +1,7 @@
 """Training, one epoch: the optimizer steps, validation, logs and checkpoints.
 
-:func:`_train_epoch` runs the (rest of the) epoch's steps, resuming mid-epoch;
-:func:`_end_epoch` validates, keeps the best checkpoint and writes the resume state and logs.
+:func:`train_epoch` runs the (rest of the) epoch's steps, resuming mid-epoch;
+:func:`end_epoch` validates, keeps the best checkpoint and writes the resume state and logs.
 
 Split out of :mod:`cryonet.training`, which runs it.
 """
@@ -15,15 +15,18 @@ import torch
 
 from cryonet.engine import evaluate_loader
 from cryonet.rundir import best_val_miou, write_logs
-from cryonet.trainsetup import BEST, _class_names, _loader, _Progress, _Run
+from cryonet.trainsetup import BEST, Progress, Run, cube_class_names, make_loader
 from glacierstack.provenance import location_ref
 
-__all__: list[str] = []
+__all__ = [
+    "end_epoch",
+    "train_epoch",
+]
 
 
-def _train_epoch(
-    r: _Run,
-    prog: _Progress,
+def train_epoch(
+    r: Run,
+    prog: Progress,
     epoch: int,
     progress: bool,
     on_step: Callable[[int], None] | None,
@@ -37,7 +40,7 @@ def _train_epoch(
     r.sampler.set_start(skip * cfg.batch_size)
     if skip == 0:
         prog.running = [0.0, 0]
-    loader = _loader(
+    loader = make_loader(
         r.train_ds, r.sampler, cfg, r.device, drop_last=True, seed=cfg.seed * 100003 + epoch
     )
     r.trainer.train_mode()
@@ -70,9 +73,9 @@ def _train_epoch(
     return train_loss
 
 
-def _validate(r: _Run) -> dict[str, float]:
+def _validate(r: Run) -> dict[str, float]:
     """Compute validation loss, mIoU, overall accuracy and per-class IoU (NaN without patches)."""
-    names = _class_names(r.source)
+    names = cube_class_names(r.source)
     if not len(r.val_ds):
         nan = float("nan")
         return {"val_loss": nan, "val_miou": nan, "val_overall_accuracy": nan} | {
@@ -88,8 +91,8 @@ def _validate(r: _Run) -> dict[str, float]:
     }
 
 
-def _end_epoch(
-    r: _Run, prog: _Progress, epoch: int, train_loss: float, seconds: float, progress: bool
+def end_epoch(
+    r: Run, prog: Progress, epoch: int, train_loss: float, seconds: float, progress: bool
 ) -> None:
     """Log the epoch, keep the best checkpoint, write the resume state and the logs."""
     from tqdm.auto import tqdm

@@ -43,8 +43,8 @@ from cryonet.checkpoint import load_checkpoint
 from cryonet.data import PatchSplit
 from cryonet.rundir import best_val_miou, plot_curves
 from cryonet.train_config import TrainConfig, build_model, load_config
-from cryonet.trainepoch import _end_epoch, _train_epoch
-from cryonet.trainsetup import BEST, LAST, RESUME, _Progress, _setup
+from cryonet.trainepoch import end_epoch, train_epoch
+from cryonet.trainsetup import BEST, LAST, RESUME, Progress, setup_run
 from cryonet.trainsetup import CONFIG_FILE as CONFIG_FILE
 from glacierstack import storage
 
@@ -143,14 +143,14 @@ def train(
         return replace(res, run_dir=url, best_checkpoint=f"{url}/{BEST}",
                        last_checkpoint=f"{url}/{LAST}")  # fmt: skip
     config = config or TrainConfig()
-    r = _setup(cube, Path(out), config, split, model_factory)
-    prog = _Progress()
+    r = setup_run(cube, Path(out), config, split, model_factory)
+    prog = Progress()
     if resume and (r.dir / RESUME).exists():
         prog = r.load_resume(r.dir / RESUME)
     for epoch in range(prog.epoch, config.epochs):
         t0 = time.perf_counter()
-        train_loss = _train_epoch(r, prog, epoch, progress, on_step)
-        _end_epoch(r, prog, epoch, train_loss, time.perf_counter() - t0, progress)
+        train_loss = train_epoch(r, prog, epoch, progress, on_step)
+        end_epoch(r, prog, epoch, train_loss, time.perf_counter() - t0, progress)
     if r.dist.main and prog.history:
         plot_curves(prog.history, r.dir / "curves.png")
     if r.dist.main and config.calibrate and len(r.val_ds) and (r.dir / BEST).exists():

@@ -1,9 +1,9 @@
 """Training, the run's fixed state: files, datasets, model, trainer and the resume state.
 
-:func:`_setup` builds a :class:`_Run` (device, process group, split, datasets, model,
-:class:`~cryonet.engine.Trainer`); :class:`_Progress` is where a run stands, what
-``checkpoints/resume.pt`` stores besides model and optimizer (:meth:`_Run.save_resume`,
-:meth:`_Run.load_resume`).
+:func:`setup_run` builds a :class:`Run` (device, process group, split, datasets, model,
+:class:`~cryonet.engine.Trainer`); :class:`Progress` is where a run stands, what
+``checkpoints/resume.pt`` stores besides model and optimizer (:meth:`Run.save_resume`,
+:meth:`Run.load_resume`).
 
 Split out of :mod:`cryonet.training`, which runs it.
 """
@@ -47,7 +47,17 @@ from cryonet.train_config import TrainConfig, build_model
 from glacierstack.classes import CLASS_NAMES, NODATA_LABEL
 from glacierstack.provenance import location_ref
 
-__all__ = ["BEST", "CONFIG_FILE", "LAST", "RESUME"]
+__all__ = [
+    "BEST",
+    "CONFIG_FILE",
+    "LAST",
+    "Progress",
+    "RESUME",
+    "Run",
+    "cube_class_names",
+    "make_loader",
+    "setup_run",
+]
 
 CONFIG_FILE = "config.yaml"
 LAST = "checkpoints/last.pt"
@@ -56,7 +66,7 @@ RESUME = "checkpoints/resume.pt"
 
 
 # ----------------------------------------------------------------------------- model, files
-def _loader(
+def make_loader(
     dataset: PatchDataset,
     sampler: PatchSampler,
     config: TrainConfig,
@@ -65,6 +75,7 @@ def _loader(
     drop_last: bool,
     seed: int,
 ) -> torch.utils.data.DataLoader:
+    """Return the run's DataLoader over ``dataset`` in ``sampler`` order."""
     return batch_loader(
         dataset,
         sampler,
@@ -78,7 +89,7 @@ def _loader(
 
 
 @dataclass
-class _Progress:
+class Progress:
     """Where a run stands: what the resume file stores besides model and optimizer."""
 
     epoch: int = 0
@@ -91,7 +102,7 @@ class _Progress:
 
 
 @dataclass(frozen=True)
-class _Run:
+class Run:
     """Everything an epoch needs, fixed for the whole run."""
 
     dir: Path
@@ -109,6 +120,7 @@ class _Run:
     dist: Dist
 
     def checkpoint(self, name: str, epoch: int, metrics: Mapping[str, Any]) -> None:
+        """Save the model as ``RUN/name`` (e.g. ``checkpoints/best.pt``) with its metadata."""
         # constant bands (std 0) are divided by 1 by PatchDataset; store what the model saw
         std_used = np.where(self.source.std > 0, self.source.std, 1.0)
         save_checkpoint(
@@ -120,7 +132,7 @@ class _Run:
         )  # fmt: skip
 
     def save_resume(
-        self, prog: _Progress, epoch: int, step: int, metrics: Mapping[str, Any]
+        self, prog: Progress, epoch: int, step: int, metrics: Mapping[str, Any]
     ) -> None:
         """Resume file (model + training state) and, at epoch ends, the last checkpoint.
 
@@ -151,14 +163,14 @@ class _Run:
         if step == 0:
             self.checkpoint(LAST, epoch, metrics)
 
-    def load_resume(self, path: Path) -> _Progress:
+    def load_resume(self, path: Path) -> Progress:
         """Restore model, trainer and RNG states from ``path``; return the run's progress."""
         state = torch.load(path, map_location="cpu", weights_only=True)
         ts = state["train_state"]
         check_resume_config(ts["config"], self.config, path)
         self.model.load_state_dict(state["state_dict"])
         self.trainer.load_state_dict(ts)
-        prog = _Progress(
+        prog = Progress(
             epoch=int(ts["epoch"]),
             step=int(ts["step"]),
             global_step=int(ts["global_step"]),
@@ -171,13 +183,13 @@ class _Run:
         return prog
 
 
-def _setup(
+def setup_run(
     cube: str | os.PathLike[str],
     run: Path,
     config: TrainConfig,
     split: PatchSplit | str | os.PathLike[str] | None,
     model_factory: Callable[[int, int], nn.Module] | None,
-) -> _Run:
+) -> Run:
     """Device, process group, split, datasets, model and trainer of a run."""
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -187,7 +199,7 @@ def _setup(
         torch.cuda.set_device(device)
     source = CubeSource(cube, cache=config.cache)
     sp = prepare_split(run, source, config, split, main=False)
-    n_cls = len(_class_names(source))  # the cube's class scheme (five classes by default)
+    n_cls = len(cube_class_names(source))  # the cube's class scheme (five classes by default)
     counts = class_counts(source, sp.subset("train"), sp.patch_size, n_cls)
     weights = torch.as_tensor(class_weights(counts, config.class_weighting), device=device)
     seed_everything(config.seed)
@@ -225,13 +237,13 @@ def _setup(
     val_sampler = PatchSampler(
         len(val_ds), shuffle=False, rank=dist.rank, world_size=dist.world_size, equal_shards=False
     )
-    val_loader = _loader(val_ds, val_sampler, config, device, drop_last=False, seed=config.seed)
-    return _Run(
+    val_loader = make_loader(val_ds, val_sampler, config, device, drop_last=False, seed=config.seed)
+    return Run(
         run, str(cube), config, source, model, trainer, train_ds, sampler, val_ds, val_loader,
         steps_per_epoch, device, dist,
     )  # fmt: skip
 
 
-def _class_names(source: CubeSource) -> tuple[str, ...]:
+def cube_class_names(source: CubeSource) -> tuple[str, ...]:
     """Class names of the cube's class scheme (the five CryoNet classes for older cubes)."""
     return tuple(str(c["name"]) for c in source.classes) or CLASS_NAMES

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from cryonet.transferconfig import FinetuneConfig
-from cryonet.transferoutput import _save_finetuned, _write_outputs, transfer_table
-from cryonet.transfersteps import _evaluate, _finetune_steps
+from cryonet.transferoutput import save_finetuned, transfer_table, write_outputs
+from cryonet.transfersteps import evaluate_patches, finetune_steps
 from glacierstack import storage
 from glacierstack.classes import check_same_classes
 
@@ -142,19 +142,19 @@ def finetune(
     train_ds = PatchDataset(source, split.subset("train"), cfg.patch_size)
     test_ds = PatchDataset(source, split.subset("test"), cfg.patch_size)
 
-    before = _evaluate(model, test_ds, cfg, class_names)
+    before = evaluate_patches(model, test_ds, cfg, class_names)
     losses: list[float] = []
     ckpt_out: Path | None = None
     t0 = time.perf_counter()
     if cfg.iterations > 0:
-        losses = _finetune_steps(model, source, split, train_ds, cfg, len(class_names), progress)
+        losses = finetune_steps(model, source, split, train_ds, cfg, len(class_names), progress)
         seconds = time.perf_counter() - t0
-        after = _evaluate(model, test_ds, cfg, class_names)
-        ckpt_out = _save_finetuned(out, model, meta, source, before, after, checkpoint, cfg)
+        after = evaluate_patches(model, test_ds, cfg, class_names)
+        ckpt_out = save_finetuned(out, model, meta, source, before, after, checkpoint, cfg)
     else:
         seconds = 0.0
         after = before
-    files = _write_outputs(out, before, after, losses, checkpoint, target_cube, cfg, ckpt_out,
+    files = write_outputs(out, before, after, losses, checkpoint, target_cube, cfg, ckpt_out,
                            len(train_ds), len(test_ds), seconds)  # fmt: skip
     return TransferResult(
         before=before,

@@ -18,7 +18,11 @@ import numpy as np
 from cryonet.transferconfig import FinetuneConfig
 from glacierstack import storage
 
-__all__ = ["transfer_table"]
+__all__ = [
+    "save_finetuned",
+    "transfer_table",
+    "write_outputs",
+]
 
 
 def transfer_table(before: Any, after: Any):  # -> pandas.DataFrame
@@ -92,7 +96,7 @@ def _write_tables(result_df: Any, out: Path) -> dict[str, Path]:
     return {"csv": csv, "markdown": md}
 
 
-def _save_finetuned(
+def save_finetuned(
     out: Path,
     model: Any,
     meta: dict[str, Any],
@@ -102,6 +106,7 @@ def _save_finetuned(
     checkpoint: str | Path,
     cfg: FinetuneConfig,
 ) -> Path:
+    """Save the fine-tuned model as ``out/finetuned.pt`` (metadata of the source checkpoint)."""
     from cryonet.checkpoint import save_checkpoint
 
     path = out / "finetuned.pt"
@@ -123,7 +128,7 @@ def _save_finetuned(
     return path
 
 
-def _write_outputs(
+def write_outputs(
     out: Path,
     before: Any,
     after: Any,
@@ -136,6 +141,7 @@ def _write_outputs(
     n_test: int,
     seconds: float,
 ) -> dict[str, Path]:
+    """Write the before/after tables, ``finetune_log.csv`` and ``transfer.json``; return them."""
     files = _write_tables(transfer_table(before, after), out)
     log = out / "finetune_log.csv"
     log.write_text("step,loss\n" + "".join(f"{i + 1},{v:.6f}\n" for i, v in enumerate(losses)))

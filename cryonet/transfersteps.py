@@ -1,8 +1,8 @@
 """Transfer to another region, the fine-tuning: the steps of the Trainer and the evaluation.
 
-:func:`_finetune_steps` runs ``iterations`` steps of :class:`cryonet.engine.Trainer` (optionally
-on the decoder only, :func:`_decoder_parameters`); :func:`_evaluate` is the one evaluation loop
-on the target test patches.
+:func:`finetune_steps` runs ``iterations`` steps of :class:`cryonet.engine.Trainer` (optionally
+on the decoder only, :func:`_decoder_parameters`); :func:`evaluate_patches` is the one
+evaluation loop on the target test patches.
 
 Split out of :mod:`cryonet.transfer`, which runs it (and re-exports its public names).
 """
@@ -14,7 +14,10 @@ from typing import Any
 from cryonet.transferconfig import FinetuneConfig
 from glacierstack.classes import NODATA_LABEL
 
-__all__: list[str] = []
+__all__ = [
+    "evaluate_patches",
+    "finetune_steps",
+]
 
 
 def _decoder_parameters(model: Any) -> list[Any]:
@@ -30,7 +33,7 @@ def _decoder_parameters(model: Any) -> list[Any]:
     return [p for p in model.parameters() if id(p) not in frozen]
 
 
-def _evaluate(model: Any, ds: Any, cfg: FinetuneConfig, class_names: list[str]) -> Any:
+def evaluate_patches(model: Any, ds: Any, cfg: FinetuneConfig, class_names: list[str]) -> Any:
     """Metrics of ``model`` on the patches of ``ds`` (the one evaluation loop)."""
     import torch
 
@@ -46,7 +49,7 @@ def _evaluate(model: Any, ds: Any, cfg: FinetuneConfig, class_names: list[str]) 
     return metrics
 
 
-def _finetune_steps(
+def finetune_steps(
     model: Any,
     source: Any,
     split: Any,

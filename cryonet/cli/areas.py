@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,12 +12,15 @@ from cryonet.cli import app
 @app.command()
 def areas(
     mosaics: Annotated[
-        list[Path], typer.Argument(help="Two Zarr mosaics of the same grid, earlier date first.")
+        list[str],
+        typer.Argument(help="Two Zarr mosaics of the same grid (paths or URLs), earlier first."),
     ],
     outlines: Annotated[
-        Path, typer.Option(help="Inventory outlines with glacier ids (GeoPackage, shapefile).")
+        str, typer.Option(help="Inventory outlines with glacier ids (GeoPackage, shapefile).")
     ],
-    out: Annotated[Path, typer.Option(help="Folder for areas.csv, areas.gpkg, area_change.png.")],
+    out: Annotated[
+        str, typer.Option(help="Folder for areas.csv, areas.gpkg, area_change.png (path or URL).")
+    ],
     labels: Annotated[
         str, typer.Option(help="Comma-separated labels of the two dates, e.g. 2018,2028.")
     ] = "t1,t2",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +19,7 @@ def calibrate(
     batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     tta: Annotated[str | None, typer.Option(help=TTA_HELP)] = None,
-    ensemble: Annotated[list[Path] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
+    ensemble: Annotated[list[str] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
 ) -> None:
     """Fit the softmax temperature (NLL, L-BFGS) and store it in the checkpoint.
 
@@ -33,7 +32,7 @@ def calibrate(
 
     cal = calibrate_checkpoint(
         checkpoint, cube, split, subset=subset, batch_size=batch_size, device=device,
-        ensemble=[str(p) for p in ensemble or []], tta=tta,
+        ensemble=list(ensemble or []), tta=tta,
     )  # fmt: skip
     typer.echo(
         f"T = {cal.temperature:.3f}; ECE {100 * cal.ece_before:.2f} % -> "

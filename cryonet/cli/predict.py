@@ -52,7 +52,7 @@ def predict(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing mosaic.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     tta: Annotated[str | None, typer.Option(help=TTA_HELP)] = None,
-    ensemble: Annotated[list[Path] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
+    ensemble: Annotated[list[str] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
 ) -> None:
     """Predict a whole cube in overlapping, Hann-blended tiles into a Zarr mosaic.
 

@@ -33,7 +33,8 @@ def train(
         str | None, typer.Option(help="'random' or 'blocked' split (overrides the config).")
     ] = None,
     split_file: Annotated[
-        Path | None, typer.Option(help="Reuse this split.json (e.g. from another run).")
+        str | None,
+        typer.Option(help="Reuse this split.json, path or URL (e.g. from another run)."),
     ] = None,
     split_areas: Annotated[
         str | None,
@@ -85,17 +86,21 @@ def train(
 @app.command()
 def evaluate(
     checkpoint: Annotated[
-        Path, typer.Option(help="Checkpoint (.pt), e.g. RUN/checkpoints/best.pt")
+        str, typer.Option(help="Checkpoint (.pt), path or URL, e.g. RUN/checkpoints/best.pt")
     ],
     cube: Annotated[str, typer.Option(help="The Zarr cube the split refers to.")],
-    split: Annotated[Path, typer.Option(help="split.json or the run directory holding it.")],
-    out: Annotated[Path, typer.Option(help="Folder for tables (Markdown + CSV) and figures.")],
+    split: Annotated[
+        str, typer.Option(help="split.json or the run directory holding it (path or URL).")
+    ],
+    out: Annotated[
+        str, typer.Option(help="Folder for tables (Markdown + CSV) and figures, path or URL.")
+    ],
     subset: Annotated[str, typer.Option(help="test, val or train.")] = "test",
     name: Annotated[str | None, typer.Option(help="Row name in the tables.")] = None,
     batch_size: Annotated[int, typer.Option(help="Patches per forward pass.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     tta: Annotated[str | None, typer.Option(help=TTA_HELP)] = None,
-    ensemble: Annotated[list[Path] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
+    ensemble: Annotated[list[str] | None, typer.Option(help=ENSEMBLE_HELP)] = None,
 ) -> None:
     """Evaluate a checkpoint on the test patches: paper Tables I-III and a confusion matrix.
 
@@ -125,7 +130,9 @@ def evaluate(
 @app.command()
 def compare(
     cube: Annotated[str, typer.Option(help="Zarr feature cube.")],
-    out: Annotated[Path, typer.Option(help="Output folder (one run per model + tables).")],
+    out: Annotated[
+        str, typer.Option(help="Output folder (one run per model + tables), path or URL.")
+    ],
     models: Annotated[
         list[str],
         typer.Option("--model", help="Model/preset to compare; repeat the option."),
@@ -158,21 +165,25 @@ def compare(
         typer.echo(
             f"{name}: mIoU {100 * m.miou:.2f} %, overall accuracy {100 * m.overall_accuracy:.2f} %"
         )
-    typer.echo(f"comparison table: {out / 'comparison.md'}")
+    typer.echo(f"comparison table: {out.rstrip('/')}/comparison.md")
 
 
-def _area_split(cube: str, out: str, areas: str, patch_size: int) -> Path:
-    """Write the split of ``--split-areas`` next to the run (``split-areas.json``, local)."""
-    run_dir = Path(out)
+def _area_split(cube: str, out: str, areas: str, patch_size: int) -> str:
+    """Write the split of ``--split-areas`` next to the run (``OUT/split-areas.json``).
+
+    ``out`` (the run folder) and an areas file may be local paths or URLs.
+    """
     from cryonet.splitareas import split_from_areas
+    from glacierstack import storage
 
-    if Path(areas).exists():
+    if storage.is_url(areas) or Path(areas).exists():
         spec = {"all": areas}
     else:
         train_area, _, test_area = areas.partition("/")
         spec = {"train": train_area} | ({"test": test_area} if test_area else {})
     sp = split_from_areas(cube, spec, patch_size)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "split-areas.json"
-    sp.to_json(path)
+    path = f"{str(out).rstrip('/')}/split-areas.json"
+    with storage.staged_output(path) as local:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        sp.to_json(local)
     return path
