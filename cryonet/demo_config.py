@@ -24,7 +24,7 @@ STEP_DIR = "steps"
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes and budgets of the demo (defaults: 4 min 42 s measured on 2 cores, docs/demo.md)."""
+    """Sizes and budgets of the demo (defaults: 5 min 29 s measured on 2 cores, docs/demo.md)."""
 
     size_km: float = 8.0
     """Edge of the square synthetic Poiqu region in km (10 m pixels)."""
