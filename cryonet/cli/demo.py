@@ -24,7 +24,7 @@ def demo(
     size_km: Annotated[
         float | None, typer.Option(help="Edge of the square synthetic regions in km (default 8).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (CPU preset: 45).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (CPU preset: 12).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of data, split, training.")] = None,
     device: Annotated[str | None, typer.Option(help="Torch device (default cpu).")] = None,
     html: Annotated[bool, typer.Option(help="Also write report.html.")] = True,

@@ -168,7 +168,8 @@ def test_bundled_configs_and_overrides(tmp_path):
     assert resolve_config(defaults.model, 3, 5, encoder=defaults.encoder)["encoder"] == "resnet101"
     cpu = load_config("cpu", epochs=2)
     assert cpu.epochs == 2 and cpu.device == "cpu" and cpu.model == "cryonet-tiny"
-    assert load_config("cpu").epochs == 45  # what docs/demo.md and `cryonet demo --help` say
+    assert cpu.model_options == {"full_resolution": 32} and cpu.epoch_repeats == 4
+    assert load_config("cpu").epochs == 12  # what docs/demo.md and `cryonet demo --help` say
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: 0.1\nlearning_rate: 3\n")
     with pytest.raises(ValueError, match="learning_rate"):
