@@ -164,8 +164,8 @@ def calibrate_model(
     return calibration_from_logits(logits, labels, subset=subset)
 
 
-def store_calibration(checkpoint: str | os.PathLike[str], calibration: Calibration) -> Path:
-    """Rewrite a checkpoint atomically with a ``calibration`` entry; the rest is unchanged."""
+def store_calibration(checkpoint: str | os.PathLike[str], calibration: Calibration) -> Path | str:
+    """Rewrite a checkpoint (path or URL) atomically with a ``calibration`` entry."""
     from cryonet.checkpoint import load_checkpoint, rewrite_checkpoint
 
     ckpt = load_checkpoint(checkpoint)

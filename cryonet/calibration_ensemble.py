@@ -69,7 +69,7 @@ def store_averaged_calibration(
     calibration: Calibration,
     members: Sequence[str],
     tta: Sequence[int],
-) -> Path:
+) -> Path | str:
     """Add (or replace) the entry for ``members`` / ``tta`` in the checkpoint, atomically."""
     from cryonet.checkpoint import load_checkpoint, rewrite_checkpoint
 

@@ -107,13 +107,14 @@ def save_checkpoint(
     epoch: int | None = None,
     metrics: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
-) -> Path:
+) -> Path | str:
     """Write a checkpoint atomically (temporary file in the same folder, then rename).
 
     Parameters
     ----------
     path
-        Output file (conventionally ``*.pt``); parent folders are created.
+        Output file (conventionally ``*.pt``); parent folders are created. A URL
+        (``s3://bucket/runs/a/best.pt``) is written locally and uploaded in one piece.
     model
         A model from :func:`cryonet.models.create_model` (``torch.compile``/DDP wrappers are
         unwrapped); its ``config`` attribute is stored.
@@ -130,8 +131,8 @@ def save_checkpoint(
 
     Returns
     -------
-    pathlib.Path
-        The written path.
+    pathlib.Path or str
+        The written path (the URL for a URL).
 
     Raises
     ------
@@ -177,10 +178,15 @@ def save_checkpoint(
         "software": {"cryonet": str(__version__), "torch": str(torch.__version__)},
         "extra": _plain(dict(extra or {}), "extra"),
     }
-    return _write_atomic(Path(path), ckpt)
+    return _write_atomic(path, ckpt)
 
 
-def _write_atomic(path: Path, ckpt: dict[str, Any]) -> Path:
+def _write_atomic(where: str | os.PathLike[str], ckpt: dict[str, Any]) -> Path | str:
+    if storage.is_url(where):  # staged in a temporary folder, then uploaded
+        with storage.staged_output(where) as local:
+            _write_atomic(local, ckpt)
+        return os.fspath(where)
+    path = Path(where)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -193,8 +199,8 @@ def _write_atomic(path: Path, ckpt: dict[str, Any]) -> Path:
     return path
 
 
-def rewrite_checkpoint(path: str | os.PathLike[str], ckpt: Mapping[str, Any]) -> Path:
-    """Atomically replace a checkpoint with an updated dict from :func:`load_checkpoint`.
+def rewrite_checkpoint(path: str | os.PathLike[str], ckpt: Mapping[str, Any]) -> Path | str:
+    """Atomically replace a checkpoint (a path or URL) with a dict from :func:`load_checkpoint`.
 
     Used to add entries after training (e.g. ``calibration``); the dict must still be a valid
     checkpoint and hold only plain values.
@@ -205,7 +211,7 @@ def rewrite_checkpoint(path: str | os.PathLike[str], ckpt: Mapping[str, Any]) ->
             f"refusing to write {path}: not a cryonet checkpoint dict (missing {missing})"
         )
     plain = {k: (v if k == "state_dict" else _plain(v, k)) for k, v in ckpt.items()}
-    return _write_atomic(Path(path), plain)
+    return _write_atomic(path, plain)
 
 
 def load_checkpoint(

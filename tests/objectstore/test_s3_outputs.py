@@ -92,3 +92,28 @@ def test_area_change_folder_on_s3(s3, tmp_path, monkeypatch):
         got = pd.read_csv(f)
     pd.testing.assert_frame_equal(got, pd.read_csv(tmp_path / "areas" / "areas.csv"))
     assert got["area_km2_t1"].sum() > 0
+
+
+def test_checkpoint_written_and_calibrated_on_s3(s3, tmp_path, monkeypatch):
+    import torch
+
+    from cryonet.calibration import Calibration, checkpoint_temperature, store_calibration
+    from cryonet.checkpoint import load_checkpoint, load_model, save_checkpoint
+    from cryonet.models import create_model
+
+    root, fs = s3["root"], fsspec.filesystem("s3")
+    monkeypatch.chdir(tmp_path)  # a URL taken for a relative path would land here
+    torch.manual_seed(0)
+    model = create_model("unet-tiny", 3, 5).eval()
+    url = f"{root}/run/checkpoints/best.pt"
+    bands = ["band0", "band1", "band2"]
+    got = save_checkpoint(url, model, bands=bands, mean=[0.0] * 3, std=[1.0] * 3, epoch=2)
+    assert got == url and fs.exists(url.removeprefix("s3://"))
+    store_calibration(url, Calibration(1.7, 0.2, 0.1, 1.0, 0.9, 10))
+    assert list(tmp_path.iterdir()) == []  # nothing written locally
+    assert checkpoint_temperature(load_checkpoint(url)) == 1.7  # the new upload is read
+    loaded, meta = load_model(url)
+    assert meta["epoch"] == 2 and meta["bands"] == bands
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
