@@ -138,6 +138,25 @@ def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, An
         fsspec.config.conf.update(saved)
 
 
+@pytest.fixture
+def s3_gdal_env(s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Call it to point GDAL's own ``AWS_*`` settings at the :func:`s3` bucket's server.
+
+    Input rasters and vectors are read by GDAL (``/vsis3/``), which takes environment variables,
+    not our storage options. A callable, so a test sets them only where GDAL reads from S3.
+    """
+    port = s3["options"]["endpoint_url"].rsplit(":", 1)[1]
+    gdal = {"AWS_S3_ENDPOINT": f"127.0.0.1:{port}", "AWS_HTTPS": "NO",
+            "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "eu-west-1"}  # fmt: skip
+
+    def apply() -> None:
+        for k, v in gdal.items():
+            monkeypatch.setenv(k, v)
+
+    return apply
+
+
 # ------------------------------------------------------------------ STAC validation (offline)
 STAC_CORE = "https://schemas.stacspec.org/v1.1.0/{}-spec/json-schema/{}.json"
 EXTENSION_SCHEMAS = TESTDATA / "stac-schemas"

@@ -57,14 +57,12 @@ def _byo(
 
 
 @pytest.mark.parametrize("copy", [True, False], ids=["copy", "reference"])
-def test_stac_from_files_layers_cube_on_s3(s3, tmp_path, monkeypatch, stac_errors, copy):
-    root, port = s3["root"], s3["options"]["endpoint_url"].rsplit(":", 1)[1]
+def test_stac_from_files_layers_cube_on_s3(
+    s3, s3_gdal_env, tmp_path, monkeypatch, stac_errors, copy
+):
+    root = s3["root"]
     bucket, fs = root.removeprefix("s3://"), fsspec.filesystem("s3")
-    gdal = {"AWS_S3_ENDPOINT": f"127.0.0.1:{port}", "AWS_HTTPS": "NO",
-            "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "eu-west-1"}  # fmt: skip
-    for k, v in gdal.items():
-        monkeypatch.setenv(k, v)  # GDAL's own settings, for the input rasters
+    s3_gdal_env()  # GDAL's own settings, for the input rasters
     local = tmp_path / "local"
     local.mkdir()
     scene, outlines = _rgbn(local / "scene.tif"), _areas(local / "outlines.gpkg")
@@ -119,16 +117,12 @@ def _split_baseline_score(runner: CliRunner, cube: str, areas: str, out: str) ->
         assert res.exit_code == 0, (args[0], res.output)
 
 
-def test_split_baseline_score_on_s3(s3, tmp_path, monkeypatch):
+def test_split_baseline_score_on_s3(s3, s3_gdal_env, tmp_path, monkeypatch):
     import json
 
-    root, port = s3["root"], s3["options"]["endpoint_url"].rsplit(":", 1)[1]
+    root = s3["root"]
     bucket, fs = root.removeprefix("s3://"), fsspec.filesystem("s3")
-    gdal = {"AWS_S3_ENDPOINT": f"127.0.0.1:{port}", "AWS_HTTPS": "NO",
-            "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "eu-west-1"}  # fmt: skip
-    for k, v in gdal.items():
-        monkeypatch.setenv(k, v)  # GDAL's own settings, for the areas file
+    s3_gdal_env()  # GDAL's own settings, for the areas file
     local = tmp_path / "local"
     local.mkdir()
     scene, areas = _rgbn(local / "scene.tif"), _areas(local / "areas.gpkg")

@@ -33,18 +33,14 @@ def _areas_file(path, shape):
 
 
 @pytest.mark.parametrize("kind", ["halves", "file"])
-def test_train_split_areas_on_s3(s3, tmp_path, monkeypatch, kind):
-    root, port = s3["root"], s3["options"]["endpoint_url"].rsplit(":", 1)[1]
+def test_train_split_areas_on_s3(s3, s3_gdal_env, tmp_path, monkeypatch, kind):
+    root = s3["root"]
     bucket, fs = root.removeprefix("s3://"), fsspec.filesystem("s3")
     shape = (40, 64)
     cube = write_toy_cube(tmp_path / "cube.zarr", shape, 3, chunks=32, nodata_rows=0)
     fs.put(str(cube), f"{bucket}/cube.zarr", recursive=True)
     if kind == "file":
-        gdal = {"AWS_S3_ENDPOINT": f"127.0.0.1:{port}", "AWS_HTTPS": "NO",
-                "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "eu-west-1"}  # fmt: skip
-        for k, v in gdal.items():
-            monkeypatch.setenv(k, v)  # GDAL's own settings, for the areas file
+        s3_gdal_env()  # GDAL's own settings, for the areas file
         fs.put_file(str(_areas_file(tmp_path / "areas.gpkg", shape)), f"{bucket}/areas.gpkg")
         areas, local_spec = f"{root}/areas.gpkg", {"all": str(tmp_path / "areas.gpkg")}
     else:
