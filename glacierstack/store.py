@@ -373,7 +373,7 @@ def _write_tasks(
     lblocks = ldata.to_delayed(optimize_graph=False)
     write = dask.delayed(_write_block, pure=False)
     done = {name: storage.markers(url, name) for name in ("features", "labels")}
-    tiles: list[list[Any]] = []  # row-major, so a batch holds neighbouring tiles
+    tiles: list[tuple[int, list[Any]]] = []
     for i, ys in enumerate(_tile_slices(rows)):
         for j, xs in enumerate(_tile_slices(cols)):
             tile = []
@@ -384,8 +384,10 @@ def _write_tasks(
                 if f"{i}.{j}" not in done[name]:
                     tile.append(write(block, url, name, region, f"{i}.{j}", run_id))
             if tile:
-                tiles.append(tile)
-    return tiles
+                tiles.append((-(ys.stop - ys.start) * (xs.stop - xs.start), tile))
+    # largest first (stable: row-major among equal sizes), so the small edge tiles fill the
+    # gaps at the end instead of one worker finishing a full tile while the others idle
+    return [tile for _, tile in sorted(tiles, key=lambda t: t[0])]
 
 
 def _jsonable(obj: Any) -> Any:

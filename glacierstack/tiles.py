@@ -49,7 +49,9 @@ __all__ = ["TilePlan", "compute_tile", "fit_pca_windows", "needs_pca", "read_win
 
 @dataclass(frozen=True)
 class TilePlan:
-    """What every tile task needs (sent to each worker once, as one graph key).
+    """What every tile task needs (a copy in each task).
+
+    Not a shared graph key: the scheduler would place every tile on the worker holding it.
 
     Attributes
     ----------
@@ -222,9 +224,9 @@ def tile_cube(
         raise ValueError("TilePlan.options.pca must be set: fit it first (fit_pca_windows)")
     rows, cols = plan.chunks()
     token = tokenize(plan, [g.wkb for g in glacier], [g.wkb for g in debris])
-    name, plan_key = f"cube-tile-{token}", f"cube-tile-plan-{token}"
+    name = f"cube-tile-{token}"
     gtree, dtree = shapely.STRtree(glacier), shapely.STRtree(debris)
-    dsk: dict[Any, Any] = {plan_key: plan}
+    dsk: dict[Any, Any] = {}
     r0 = 0
     for i, nr in enumerate(rows):
         c0 = 0
@@ -232,7 +234,7 @@ def tile_cube(
             ys, xs = slice(r0, r0 + nr), slice(c0, c0 + nc)
             g = clip_to_block(glacier, gtree, plan.grid, ys, xs)
             d = clip_to_block(debris, dtree, plan.grid, ys, xs)
-            dsk[(name, 0, i, j)] = (compute_tile, plan_key, ys, xs, g, d)
+            dsk[(name, 0, i, j)] = (compute_tile, plan, ys, xs, g, d)
             c0 += nc
         r0 += nr
     nb = len(plan.layers)

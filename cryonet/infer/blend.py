@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from cryonet.infer.sources import LoadedModel
-from cryonet.infer.tiling import TilingOptions, hann_window, input_window, tile_starts
+from cryonet.infer.tiling import TilingOptions, hann_window, input_window, touching_starts
 from glacierstack.classes import NODATA_LABEL
 
 __all__ = [
@@ -66,11 +66,10 @@ def blend_window(
     and must contain every tile touching ``target``. Returns the blended probabilities
     ``(K, th, tw)`` float32. ``on_batch(n)`` is called after each forward pass of ``n`` tiles.
     """
-    t, ov = tiling.tile_size, tiling.overlap
+    t = tiling.tile_size
     (ty, tx), (oy, ox) = target, origin
     th, tw = ty.stop - ty.start, tx.stop - tx.start
-    sy = [s for s in tile_starts(region_shape[0], t, ov) if s < ty.stop and s + t > ty.start]
-    sx = [s for s in tile_starts(region_shape[1], t, ov) if s < tx.stop and s + t > tx.start]
+    sy, sx = (touching_starts(n, sl, tiling) for n, sl in zip(region_shape, target, strict=True))
     weights = hann_window(t).astype(np.float32)
     acc = np.zeros((model.num_classes, th, tw), dtype=np.float32)
     wsum = np.zeros((th, tw), dtype=np.float32)

@@ -18,7 +18,7 @@ from cryonet.infer.mosaic import create_store, done_markers, finalise_store
 from cryonet.infer.schedule import execute
 from cryonet.infer.sources import LoadedModel, ModelSource, load_cached
 from cryonet.infer.task import ChunkJob
-from cryonet.infer.tiling import TilingOptions, chunk_plan, default_chunk_size
+from cryonet.infer.tiling import TilingOptions, chunk_plan, chunk_tiles, default_chunk_size
 from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL
 from glacierstack.grid import Grid
@@ -177,7 +177,11 @@ def _predict(
         create_store(claim, grid, model.classes, cs, attrs)
 
     done = done_markers(store.url)
-    plan = [(iy, ix) for iy, ix, _, _ in chunk_plan(grid.shape, cs) if not done[iy, ix]]
+    todo = [c for c in chunk_plan(grid.shape, cs) if not done[c[0], c[1]]]
+    # the costliest chunks first (stable: row-major among equals), so the cheap edge chunks
+    # fill the gaps at the end instead of one worker running a big chunk while others idle
+    todo.sort(key=lambda c: -chunk_tiles(grid.shape, (c[2], c[3]), tiling))
+    plan = [(iy, ix) for iy, ix, _, _ in todo]
     threads = session.options.torch_threads
     job = ChunkJob(
         str(cube), store.url, tuple(index), grid.shape, cs, tiling, threads, claim.run_id

@@ -26,10 +26,13 @@ def execute(source: ModelSource, job: ChunkJob, plan: list[tuple[int, int]], ses
     src: Any
     if session.client is not None and not isinstance(source, CheckpointModel):
         src = session.client.scatter(source, broadcast=True, hash=False)
-    else:
-        src = dask.delayed(source, pure=True, name=f"cryonet-model-{token}")
+    else:  # a literal in each task: a shared key would pull every chunk to its worker
+        src = source
     task = dask.delayed(run_chunk, pure=False)
     tasks = [
         task(src, job, iy, ix, dask_key_name=f"cryonet-chunk-{token}-{iy}-{ix}") for iy, ix in plan
     ]
-    run_tasks(session, tasks, desc="cryonet predict", retries=2)
+    # on a cluster, one task per worker thread in flight: each freed thread takes the next
+    # chunk of the plan (costliest first), the greedy longest-first schedule
+    window = session.parallelism() if session.client is not None else None
+    run_tasks(session, tasks, desc="cryonet predict", per_batch=window, retries=2)

@@ -18,10 +18,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "TilingOptions",
     "chunk_plan",
+    "chunk_tiles",
     "default_chunk_size",
     "hann_window",
     "input_window",
     "tile_starts",
+    "touching_starts",
 ]
 
 
@@ -108,6 +110,20 @@ def tile_starts(n: int, tile_size: int, overlap: int) -> np.ndarray:
     return np.append(np.arange(0, n - tile_size, stride), n - tile_size).astype(np.int64)
 
 
+def touching_starts(n: int, sl: slice, tiling: TilingOptions) -> list[int]:
+    """Return the starts of the global tiles on an axis of length ``n`` that overlap ``sl``."""
+    t = tiling.tile_size
+    return [int(s) for s in tile_starts(n, t, tiling.overlap) if s < sl.stop and s + t > sl.start]
+
+
+def chunk_tiles(
+    region_shape: tuple[int, int], target: tuple[slice, slice], tiling: TilingOptions
+) -> int:
+    """Count the global tiles run for output ``target`` (its cost: one forward pass each)."""
+    ny, nx = (len(touching_starts(n, s, tiling)) for n, s in zip(region_shape, target, strict=True))
+    return ny * nx
+
+
 def hann_window(tile_size: int) -> np.ndarray:
     """Strictly positive 2-D Hann window of shape ``(tile_size, tile_size)``, float64.
 
@@ -143,7 +159,6 @@ def input_window(
     """Region pixels needed to run every global tile that touches ``target``."""
     out = []
     for n, sl in zip(region_shape, target, strict=True):
-        st = [s for s in tile_starts(n, tiling.tile_size, tiling.overlap) if s < sl.stop]
-        st = [s for s in st if s + tiling.tile_size > sl.start]
+        st = touching_starts(n, sl, tiling)
         out.append(slice(int(min(st)), int(min(n, max(st) + tiling.tile_size))))
     return out[0], out[1]
