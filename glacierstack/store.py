@@ -12,13 +12,15 @@ Resumable writes
 The store's life cycle (exclusive creation, resume, completion manifest, safe overwrite) is
 :mod:`glacierstack.storage`'s. :func:`write_cube` claims the store with the build's signature
 (grid, bands, chunking, STAC items and build parameters), writes the metadata (no ``complete``
-attr), then writes every spatial tile as an independent Dask task: the task writes exactly one
-Zarr chunk and then drops an empty marker ``<store>/.glacierstack/progress/<variable>/<row>.<col>``.
-If the build is interrupted (killed worker, Ctrl-C, power loss), calling :func:`write_cube` again
-with the same inputs resumes the store and writes only the tiles without a marker; a store of a
-different build is refused. Statistics are then computed from the written store, a chunk
-manifest is recorded, ``complete: true`` is set and the metadata re-consolidated. A store is
-never marked complete before all of its chunks and statistics are on disk. Stores are local
+attr), then writes every spatial tile as an independent Dask task (:mod:`glacierstack.cubewrite`):
+the task writes the tile's ``features`` and ``labels`` chunks, computes the tile's statistics and
+then sets the markers ``<store>/.glacierstack/progress/<variable>/<row>.<col>`` (the
+``features`` one, set last, holds the statistics). If the build is interrupted (killed worker,
+Ctrl-C, power loss), calling :func:`write_cube` again with the same inputs resumes the store and
+writes only the tiles without a marker; a store of a different build is refused. The tiles'
+statistics are then merged (:mod:`glacierstack.cubestats`; no second pass over the store), a
+chunk manifest is recorded, ``complete: true`` is set and the metadata re-consolidated. A store
+is never marked complete before all of its chunks and statistics are on disk. Stores are local
 paths or fsspec URLs (the Dask workers must see the same storage).
 
 The writes are plain Dask tasks, so they run on the local threaded scheduler by default and
@@ -34,7 +36,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dask
 import dask.array as da
@@ -43,17 +45,17 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 import zarr
-from tqdm.auto import tqdm
 
 from glacierstack import storage
 from glacierstack.classes import NODATA_LABEL, check_class_table, class_table
+from glacierstack.cubestats import TileStats, merge_all
+from glacierstack.cubewrite import ZARR_FORMAT, run_writes, stored_stats, tile_tasks
 from glacierstack.georef import georeference, uint8_layer_attrs
 from glacierstack.grid import Grid
-from glacierstack.runner import DaskSession, RunnerOptions, ensure_session, run_tasks
+from glacierstack.runner import DaskSession, RunnerOptions
 
 __all__ = ["CubeError", "IncompleteCubeError", "cube_status", "open_cube", "write_cube"]
 
-ZARR_FORMAT: Literal[2, 3] = 2
 _COMPRESSOR_NAME = "zstd"
 
 
@@ -102,52 +104,6 @@ def _class_rows(stored: object, path: object) -> Sequence[Mapping[str, Any]]:
     if not isinstance(stored, list) or not all(isinstance(c, Mapping) for c in stored):
         raise CubeError(f"{path}: attr 'classes' must be a list of {{id, name}} tables")
     return [c for c in stored if isinstance(c, Mapping)]
-
-
-def _tile_slices(chunks: tuple[int, ...]) -> list[slice]:
-    edges = np.concatenate([[0], np.cumsum(chunks)])
-    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-
-
-def _write_block(
-    block: np.ndarray, store: str, name: str, region: tuple[slice, ...], marker: str, run_id: str
-) -> int:
-    """Write one block into one Zarr chunk, then drop its progress marker (runs on a worker).
-
-    The claim is checked before and after the write: a store taken over by another run is
-    never written, and its chunk never marked done, by this one.
-    """
-    storage.check_owner(store, run_id)
-    arr = zarr.open_array(store, path=name, mode="r+", zarr_format=ZARR_FORMAT)
-    arr[region] = block
-    storage.check_owner(store, run_id)
-    storage.set_marker(store, name, marker)
-    return 1
-
-
-def _run_tasks(
-    tiles: list[list[Any]],
-    desc: str,
-    runner: RunnerOptions | DaskSession | None,
-    tiles_per_batch: int | None,
-) -> None:
-    """Compute the write tasks of a few neighbouring tiles at a time, with a progress bar.
-
-    One unit per tile (its feature and label writes, which share the tile's inputs), at most
-    ``tiles_per_batch`` (default: twice the scheduler's thread count) in flight: memory then
-    depends on the tile size and thread count, not on the region.
-    """
-    if not tiles:
-        return
-    done = dask.delayed(_tile_done, pure=True)
-    units = [done(*tile) for tile in tiles]
-    with ensure_session(runner) as session:
-        per_batch = tiles_per_batch or 2 * session.parallelism()
-        run_tasks(session, units, desc=desc, per_batch=per_batch, retries=2)
-
-
-def _tile_done(*written: int) -> int:
-    return sum(written)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -332,131 +288,45 @@ def write_cube(
             ds.to_zarr(store.url, mode="a", compute=False, zarr_format=ZARR_FORMAT,
                        consolidated=True)  # fmt: skip
         storage.mark_created(claim)
-    tiles = _write_tasks(features, labels, grid, store.url, bands, chunk_size, claim.run_id)
-    n_chunks = (
-        2
-        * len(_tile_slices(_axis_chunks(grid.shape[0], chunk_size)))
-        * len(_tile_slices(_axis_chunks(grid.shape[1], chunk_size)))
-    )
-    todo = sum(len(t) for t in tiles)
-    if todo < n_chunks:
-        desc = f"resuming {store.name} ({n_chunks - todo}/{n_chunks} chunks already written)"
+    tasks, tiles = tile_tasks(features, labels, store.url, chunk_size, claim.run_id)
+    if len(tasks) < len(tiles):
+        desc = (
+            f"resuming {store.name} ({len(tiles) - len(tasks)}/{len(tiles)} tiles already written)"
+        )
     else:
         desc = f"writing {store.name}"
-    if runner is None:
-        runner = RunnerOptions(progress=progress)
-    _run_tasks(tiles, desc, runner, tiles_per_batch)
-    _finalise(claim, bands, progress)
+    fresh = run_writes(tasks, desc, runner or RunnerOptions(progress=progress), tiles_per_batch)
+    _finalise(claim, bands, [fresh[t.key] if t.key in fresh else stored_stats(t) for t in tiles])
     return Path(store.url) if store.is_local else store.url  # type: ignore[return-value]
-
-
-def _axis_chunks(n: int, chunk_size: int) -> tuple[int, ...]:
-    return da.core.normalize_chunks(min(chunk_size, n), (n,))[0]
-
-
-def _write_tasks(
-    features: xr.DataArray,
-    labels: xr.DataArray,
-    grid: Grid,
-    url: str,
-    bands: list[str],
-    chunk_size: int,
-    run_id: str,
-) -> list[list[Any]]:
-    """One delayed write per chunk still without its progress marker, grouped by tile."""
-    # tiles: one Dask block == one Zarr chunk, so no two tasks ever touch the same chunk
-    h, w = grid.shape
-    rows, cols = _axis_chunks(h, chunk_size), _axis_chunks(w, chunk_size)
-    fdata = _as_dask(features.data).astype(np.float32).rechunk((len(bands), rows, cols))
-    ldata = _as_dask(labels.data).astype(np.uint8).rechunk((rows, cols))
-    fblocks = fdata.to_delayed(optimize_graph=False)[0]
-    lblocks = ldata.to_delayed(optimize_graph=False)
-    write = dask.delayed(_write_block, pure=False)
-    done = {name: storage.markers(url, name) for name in ("features", "labels")}
-    tiles: list[tuple[int, list[Any]]] = []
-    for i, ys in enumerate(_tile_slices(rows)):
-        for j, xs in enumerate(_tile_slices(cols)):
-            tile = []
-            for name, block, region in (
-                ("features", fblocks[i, j], (slice(None), ys, xs)),
-                ("labels", lblocks[i, j], (ys, xs)),
-            ):
-                if f"{i}.{j}" not in done[name]:
-                    tile.append(write(block, url, name, region, f"{i}.{j}", run_id))
-            if tile:
-                tiles.append((-(ys.stop - ys.start) * (xs.stop - xs.start), tile))
-    # largest first (stable: row-major among equal sizes), so the small edge tiles fill the
-    # gaps at the end instead of one worker finishing a full tile while the others idle
-    return [tile for _, tile in sorted(tiles, key=lambda t: t[0])]
 
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _as_dask(data: Any) -> da.Array:
-    return data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
+def _finalise(claim: storage.Claim, bands: list[str], stats: list[TileStats]) -> None:
+    """Merge the tiles' statistics, then ``complete: true``, consolidation, cleanup.
 
-
-def _moments(block: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
-    """Per-band partial statistics of one ``(band, y, x)`` chunk over its finite pixels.
-
-    Without ``mean``: ``[[count...], [sum...]]``; with ``mean``: ``[[sum of squared
-    deviations...]]``. One band at a time in float64, so memory stays ~ one chunk.
-    """
-    out = np.zeros((1 if mean is not None else 2, block.shape[0]))
-    for b in range(block.shape[0]):
-        v = block[b]
-        x = v[np.isfinite(v)].astype(np.float64)
-        if mean is None:
-            out[0, b], out[1, b] = x.size, x.sum()
-        else:
-            out[0, b] = np.square(x - mean[b]).sum()
-    return out
-
-
-def _label_hist(block: np.ndarray) -> np.ndarray:
-    return np.bincount(block.ravel(), minlength=256)
-
-
-def _finalise(claim: storage.Claim, bands: list[str], progress: bool) -> None:
-    """Statistics from the written store, then ``complete: true``, consolidation, cleanup.
-
-    Two streaming passes over the store's chunks (mean, then squared deviations around it:
-    numerically stable for e.g. elevation in metres); each is its own ``dask.compute`` so no
-    chunk is held in memory between the passes.
+    ``stats`` are in row-major tile order (:mod:`glacierstack.cubestats`: a fixed merge order,
+    so the result does not depend on the scheduler or on an interruption).
     """
     path = claim.store.url
-    feats = da.from_zarr(path, component="features")
-    labs = da.from_zarr(path, component="labels")
-    fblocks = list(feats.to_delayed().ravel())
-    moments = dask.delayed(_moments, pure=True)
-    with tqdm(total=2, desc="normalisation statistics", disable=not progress) as bar:
-        first = dask.compute(
-            [moments(b) for b in fblocks],
-            [dask.delayed(_label_hist, pure=True)(b) for b in labs.to_delayed().ravel()],
-        )
-        bar.update(1)
-        n, total = np.sum(first[0], axis=0)
-        hist = np.sum(first[1], axis=0)
-        mean = total / np.maximum(n, 1)
-        (second,) = dask.compute([moments(b, mean) for b in fblocks])
-        bar.update(1)
-        var = np.sum(second, axis=0)[0] / np.maximum(n, 1)
+    total = merge_all(stats)
+    n, mean, hist = total.count, total.mean, total.hist
     empty = [b for b, k in zip(bands, n, strict=True) if k == 0]
     if empty:
         raise CubeError(
             f"layer(s) {empty} have no valid pixel in {path} (all NaN: the modality does not "
             "cover the region, or every scene was nodata); the store is left incomplete"
         )
-    std = np.sqrt(var)
+    std = total.std
     flat = [b for b, s in zip(bands, std, strict=True) if s == 0]
     if flat:
         warnings.warn(f"layer(s) {flat} are constant over the region (std 0)", stacklevel=3)
     group = zarr.open_group(path, mode="r+", zarr_format=ZARR_FORMAT)
     storage.group_array(group, "band_mean", str(path))[:] = mean
     storage.group_array(group, "band_std", str(path))[:] = std
-    npix = int(np.prod(feats.shape[1:]))
+    npix = int(hist.sum())  # every pixel has a label
     table = _class_rows(group.attrs.get("classes"), path)
     storage.complete(  # manifest, then complete: true (only now does it read as a cube)
         claim,

@@ -39,7 +39,15 @@ Life of a store (see ``docs/guarantees.md``)
 
 from __future__ import annotations
 
-from glacierstack.storage.claims import Claim, check_owner, claim, mark_created, markers, set_marker
+from glacierstack.storage.claims import (
+    Claim,
+    check_owner,
+    claim,
+    mark_created,
+    markers,
+    read_marker,
+    set_marker,
+)
 from glacierstack.storage.errors import (
     DamagedStoreError,
     ForeignStoreError,
@@ -136,6 +144,7 @@ __all__ = [
     "preflight",
     "publish",
     "read_guarded",
+    "read_marker",
     "remove_owned",
     "remove_scratch",
     "remove_store",

@@ -171,10 +171,19 @@ def check_owner(where: str | StoreURL, run_id: str) -> None:
         )
 
 
-def set_marker(where: str | StoreURL, *parts: str) -> None:
-    """Drop an empty progress marker ``.glacierstack/progress/<parts>``."""
+def set_marker(where: str | StoreURL, *parts: str, content: bytes = b"") -> None:
+    """Drop a progress marker ``.glacierstack/progress/<parts>`` (empty, or a small record)."""
     store = StoreURL.parse(where)
-    _put(store, _meta(store, PROGRESS, *parts), b"")
+    _put(store, _meta(store, PROGRESS, *parts), content)
+
+
+def read_marker(where: str | StoreURL, *parts: str) -> bytes | None:
+    """Content of a progress marker (``None`` if it is not set)."""
+    store = StoreURL.parse(where)
+    try:
+        return bytes(store.fs.cat_file(_meta(store, PROGRESS, *parts)))
+    except FileNotFoundError:
+        return None
 
 
 def markers(where: str | StoreURL, group: str) -> set[str]:

@@ -427,7 +427,13 @@ def test_local_cluster_loads_model_once_per_worker(tmp_path: Path) -> None:
 
         with get_task_stream(client) as ts:
             out_default = predict(src, cube, tmp_path / "n.zarr", **kw)
-        assert any(str(t["key"]).startswith("cryonet-chunk-") for t in ts.data)
+        chunks = sorted((t["startstops"][0]["start"], str(t["key"])) for t in ts.data
+                        if str(t["key"]).startswith("cryonet-chunk-"))  # fmt: skip
+        assert len(chunks) == 16
+        # costliest chunks first (tiles touching a 24 px chunk: 1, 2, 3, 2 per axis)
+        costs = [(1, 2, 3, 2)[int(k.split("-")[-2])] * (1, 2, 3, 2)[int(k.split("-")[-1])]
+                 for _, k in chunks]  # fmt: skip
+        assert 9 in costs[:2] and np.mean(costs[:8]) > np.mean(costs[8:]) + 1.5, costs
         assert np.array_equal(read(out_default)[0], read(out)[0])
     loads = {k[2]: n for k, n in model_load_count(src.cache_key).items() if k[2] in worker_ids}
     assert 1 <= len(loads) <= 2 and all(n == 1 for n in loads.values())  # 16 chunks, <= 2 loads

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cryonet.data import make_split
-from cryonet.infer.tiling import chunk_plan, input_window, tile_starts
+from cryonet.infer.tiling import chunk_plan, chunk_tiles, input_window, tile_starts
 from cryonet.testing.strategies import (
     chunk_sizes,
     grids,
@@ -65,6 +65,20 @@ def test_input_window_holds_every_tile_touching_the_target(shape, tiling, data):
         assert touching and win.start == min(touching)
         assert win.stop == min(n, max(touching) + t)  # the input ends at the region edge
         assert win.start <= sl.start and win.stop >= sl.stop
+
+
+@FAST
+@given(shape=region_shapes(max_side=200), tiling=tilings(), cs=chunk_sizes())
+def test_chunk_cost_counts_the_tiles_that_overlap_the_chunk(shape, tiling, cs):
+    t = tiling.tile_size
+    ys = tile_starts(shape[0], t, tiling.overlap)
+    xs = tile_starts(shape[1], t, tiling.overlap)
+    for _, _, rows, cols in chunk_plan(shape, cs):
+        brute = sum(  # every global tile, 2-D rectangle overlap
+            1 for y in ys for x in xs
+            if y < rows.stop and y + t > rows.start and x < cols.stop and x + t > cols.start
+        )  # fmt: skip
+        assert chunk_tiles(shape, (rows, cols), tiling) == brute
 
 
 @FAST
