@@ -404,6 +404,7 @@ def build_cube(
             progress=progress,
             runner=session,
             inputs=inputs,
+            fuse_tiles=True,  # tile_cube's tiles share no input task
         )
 
 

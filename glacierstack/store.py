@@ -191,6 +191,7 @@ def write_cube(
     tiles_per_batch: int | None = None,
     inputs: Sequence[str | os.PathLike[str]] = (),
     runner: RunnerOptions | DaskSession | None = None,
+    fuse_tiles: bool = False,
 ) -> Path:
     """Write a feature cube and its labels to a resumable, consolidated Zarr store.
 
@@ -231,6 +232,11 @@ def write_cube(
         Where to compute (:class:`~glacierstack.runner.RunnerOptions` or an open
         :class:`~glacierstack.runner.DaskSession`); default: the active ``distributed.Client``,
         else the threaded scheduler.
+    fuse_tiles
+        Compute each tile's part of the graph inside its write task: one task per tile. Right
+        when tiles share no input task (:func:`glacierstack.tiles.tile_cube`, which
+        :func:`~glacierstack.pipeline.build_cube` uses); a lazy graph with overlapping windows
+        would compute the shared parts once per tile (:mod:`glacierstack.cubewrite`).
 
     Returns
     -------
@@ -288,7 +294,7 @@ def write_cube(
             ds.to_zarr(store.url, mode="a", compute=False, zarr_format=ZARR_FORMAT,
                        consolidated=True)  # fmt: skip
         storage.mark_created(claim)
-    tasks, tiles = tile_tasks(features, labels, store.url, chunk_size, claim.run_id)
+    tasks, tiles = tile_tasks(features, labels, store.url, chunk_size, claim.run_id, fuse_tiles)
     if len(tasks) < len(tiles):
         desc = (
             f"resuming {store.name} ({len(tiles) - len(tasks)}/{len(tiles)} tiles already written)"

@@ -118,6 +118,9 @@ def test_cli_cube_values_stats_and_labels(cli_cube, region):
     assert ds.attrs["class_counts"]["clean_ice"] == counts[1]
 
 
+WRITES = ("write_tile", "compute_and_write")  # one write task per tile (fused or not)
+
+
 class _StopAfter(Callback):
     """Raise KeyboardInterrupt (a simulated Ctrl-C) after n tile writes have finished."""
 
@@ -128,7 +131,7 @@ class _StopAfter(Callback):
 
     def _posttask(self, key, result, dsk, state, worker_id):
         name = key[0] if isinstance(key, tuple) else key
-        if str(name).startswith("write_tile"):
+        if str(name).startswith(WRITES):
             self.done += 1
             if self.done >= self.n:
                 raise KeyboardInterrupt
@@ -141,7 +144,7 @@ class _CountWrites(Callback):
 
     def _posttask(self, key, result, dsk, state, worker_id):
         name = key[0] if isinstance(key, tuple) else key
-        self.n += str(name).startswith("write_tile")
+        self.n += str(name).startswith(WRITES)
 
 
 def test_resume_after_interruption_gives_the_same_cube(cli_cube, region, tmp_path):
