@@ -133,7 +133,8 @@ def tile_tasks(
     ldata = _as_dask(labels.data).astype(np.uint8).rechunk((rows, cols))
     fblocks = fdata.to_delayed(optimize_graph=False)[0]
     lblocks = ldata.to_delayed(optimize_graph=False)
-    done = storage.markers(url, "features")
+    # both markers: a store begun by an older version wrote the two chunks in separate tasks
+    done = storage.markers(url, "features") & storage.markers(url, "labels")
     write = dask.delayed(write_tile, pure=False)
     tiles, todo = [], []
     for i, ys in enumerate(_slices(rows)):
