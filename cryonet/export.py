@@ -30,11 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from cryonet.polygonize import polygonize_group
 from glacierstack import storage
 from glacierstack.grid import Grid
 from glacierstack.provenance import location_ref
 
 __all__ = ["OUTLINE_GROUPS", "export_cog", "export_polygons"]
+
+DEFAULT_BLOCK = 2048  # px per side of the blocks export_polygons reads at a time
 
 OUTLINE_GROUPS: Mapping[str, tuple[str, ...]] = {
     "glacier": ("clean_ice", "debris"),
@@ -205,6 +208,7 @@ def export_polygons(
     groups: Mapping[str, Sequence[str]] | None = None,
     min_area_km2: float = 0.0,
     overwrite: bool = False,
+    block_size: int | None = None,
 ) -> Path:
     """Vectorise the class map into per-group outline polygons in a GeoPackage.
 
@@ -222,6 +226,10 @@ def export_polygons(
         Drop polygons smaller than this.
     overwrite
         Replace an existing ``out``.
+    block_size
+        Side of the blocks of the map read at a time (default: about 2048 px, whole mosaic
+        chunks). Memory grows with ``block_size**2`` (about 12 bytes per pixel), not with the
+        region; the polygons do not depend on it (:mod:`cryonet.polygonize`).
 
     Returns
     -------
@@ -232,28 +240,24 @@ def export_polygons(
 
     Notes
     -----
-    The class map, the group's summed probability (float32) and its connected-component
-    labels (int32) of the whole region are held in memory, about 10 bytes per pixel, plus a
-    float64 temporary of the per-component statistics (0.45 GB for a 50 km square at 10 m).
+    Components that cross block borders are merged and their pieces dissolved, so a polygon
+    is the same whichever the block size. Besides one block, the polygons of the region and
+    one row of component labels per block row are held in memory.
     """
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
     if storage.output_exists(out) and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     with storage.staged_output(out) as local:
-        _write_polygons(mosaic, local, groups, min_area_km2)
+        _write_polygons(mosaic, local, groups, min_area_km2, block_size)
     return out if storage.is_url(out) else Path(out)  # type: ignore[return-value]
 
 
-def _group_confidence(probs: Any, names: Sequence[str], scale: float) -> np.ndarray:
-    """Sum the probabilities of ``names`` per pixel in float32, one class layer at a time.
-
-    (Summing the uint8 layers with xarray promotes them to 8-byte integers, and scaling to
-    float64: 16 bytes per pixel of the region, where this needs 4.)
-    """
-    conf = np.zeros(probs.shape[1:], np.float32)
-    for name in names:
-        conf += probs.sel({"class": name}).values
-    conf *= np.float32(scale)
-    return conf
+def _default_block(ds: Any) -> int:
+    """About 2048 px, a whole number of the mosaic's chunks (each chunk read once)."""
+    chunks = ds["classes"].chunks
+    cs = int(chunks[0][0]) if chunks else DEFAULT_BLOCK
+    return cs * max(1, round(DEFAULT_BLOCK / cs))
 
 
 def _write_polygons(
@@ -261,19 +265,16 @@ def _write_polygons(
     out: Path,
     groups: Mapping[str, Sequence[str]] | None,
     min_area_km2: float,
+    block_size: int | None,
 ) -> None:
     """Write the export of :func:`export_polygons` to a local path (atomically)."""
     import geopandas as gpd
-    import rasterio.features
-    from scipy import ndimage
-    from shapely.geometry import shape
 
     from cryonet.infer import open_mosaic
 
     ds = open_mosaic(mosaic)
     grid = Grid.from_attrs(ds.attrs["grid"])
     table = ds.attrs["classes"]
-    classes = ds["classes"].values
     pixel_km2 = grid.resolution**2 / 1e6
     scale = float(ds.attrs.get("probability_scale", 1 / 255))
     if groups is None:
@@ -281,33 +282,22 @@ def _write_polygons(
         groups = {k: v for k, v in OUTLINE_GROUPS.items() if set(v) <= have}
         if "glacier" in have:
             groups = {"glacier": ("glacier",), **groups}
+    side = block_size or _default_block(ds)
     layers = {}
     for layer, names in groups.items():
         ids = _group_ids(table, names)
-        mask = np.isin(classes, ids)
-        conf = _group_confidence(ds["probabilities"], names, scale)
-        labels, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(2, 1))
-        idx = np.arange(1, n + 1)
-        counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-        mean_conf = np.asarray(ndimage.mean(conf, labels, idx)) if n else np.zeros(0)
-        min_conf = np.asarray(ndimage.minimum(conf, labels, idx)) if n else np.zeros(0)
-        geoms, values = [], []
-        if n:
-            for geom, value in rasterio.features.shapes(
-                labels, mask=mask, connectivity=4, transform=grid.transform
-            ):
-                geoms.append(shape(geom))
-                values.append(int(value))
-        vals = np.asarray(values, dtype=np.int64)
+        found = polygonize_group(
+            ds["classes"], ds["probabilities"], ids, names, scale, grid.transform, side
+        )
         gdf = gpd.GeoDataFrame(
             {
-                "class_group": [layer] * len(vals),
-                "area_km2": [g.area / 1e6 for g in geoms],
-                "n_pixels": counts[vals - 1] if len(vals) else np.zeros(0, np.int64),
-                "mean_confidence": mean_conf[vals - 1] if len(vals) else np.zeros(0),
-                "min_confidence": min_conf[vals - 1] if len(vals) else np.zeros(0),
+                "class_group": [layer] * len(found.geometries),
+                "area_km2": [g.area / 1e6 for g in found.geometries],
+                "n_pixels": np.asarray(found.n_pixels, np.int64),
+                "mean_confidence": np.asarray(found.mean_confidence, np.float64),
+                "min_confidence": np.asarray(found.min_confidence, np.float64),
             },
-            geometry=geoms,
+            geometry=found.geometries,
             crs=grid.crs,
         )
         if min_area_km2 > 0:

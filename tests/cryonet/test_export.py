@@ -84,9 +84,11 @@ def test_cog_readable_with_crs_transform_and_values(mosaic, tmp_path: Path) -> N
         export_cog(out, tif)
 
 
-def test_polygon_areas_match_pixel_counts(mosaic, tmp_path: Path) -> None:
+# blocks of 13 px cut through the glacier, its hole (rows/cols 12-15) and both lakes
+@pytest.mark.parametrize("block", [None, 13, 7])
+def test_polygon_areas_match_pixel_counts(mosaic, tmp_path: Path, block: int | None) -> None:
     out, m, grid = mosaic
-    gpkg = export_polygons(out, tmp_path / "outlines.gpkg")
+    gpkg = export_polygons(out, tmp_path / "outlines.gpkg", block_size=block)
     probs = np.asarray(zarr.open_group(out)["probabilities"][:]) / PROBABILITY_SCALE
     pix_km2 = RES * RES / 1e6
     for layer, ids in {"glacier": [1, 2], "debris": [2], "water": [3]}.items():
@@ -107,9 +109,22 @@ def test_polygon_areas_match_pixel_counts(mosaic, tmp_path: Path) -> None:
             np.testing.assert_allclose(row["area_km2"], (comp == k).sum() * pix_km2, rtol=1e-9)
             np.testing.assert_allclose(row["mean_confidence"], conf[comp == k].mean(), rtol=1e-6)
             np.testing.assert_allclose(row["min_confidence"], conf[comp == k].min(), rtol=1e-6)
+        # the polygons are the pixels of their components, whatever the blocks
+        assert all(g.geom_type == "Polygon" and g.is_valid for g in gdf.geometry)
     glacier = gpd.read_file(gpkg, layer="glacier")
     assert len(glacier) == 2 and max(len(g.interiors) for g in glacier.geometry) == 1
     assert 0.5 < glacier["mean_confidence"].min() < 1.0
+    if block is not None:  # the same outlines as one block over the whole map
+        whole = gpd.read_file(export_polygons(out, tmp_path / "whole.gpkg"), layer="glacier")
+        assert (
+            whole.geometry.union_all().symmetric_difference(glacier.geometry.union_all()).area == 0
+        )
+
+
+def test_block_size_is_validated_before_any_output(mosaic, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="block_size must be >= 1, got 0"):
+        export_polygons(mosaic[0], tmp_path / "o.gpkg", block_size=0)
+    assert not (tmp_path / "o.gpkg").exists()
 
 
 def test_min_area_filter(mosaic, tmp_path: Path) -> None:
