@@ -27,6 +27,7 @@ import xarray as xr
 from affine import Affine
 from dask.base import tokenize
 
+from glacierstack.cubewrite import axis_chunks
 from glacierstack.features import (
     FeatureOptions,
     PCAFit,
@@ -88,10 +89,8 @@ class TilePlan:
 
     def chunks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Row and column tile sizes."""
-        h, w = self.grid.shape
-        rows = da.core.normalize_chunks(min(self.chunk_size, h), (h,))[0]
-        cols = da.core.normalize_chunks(min(self.chunk_size, w), (w,))[0]
-        return rows, cols
+        h, w = self.grid.shape  # the store writer's tiles: one task each
+        return axis_chunks(h, self.chunk_size), axis_chunks(w, self.chunk_size)
 
 
 def needs_pca(layers: tuple[str, ...], options: FeatureOptions) -> bool:
